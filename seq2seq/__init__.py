@@ -1,0 +1,1 @@
+"""seq2seq: a small Transformer translation trainer."""
