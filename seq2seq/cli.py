@@ -1,0 +1,175 @@
+"""The `seq2seq` command: thin wrappers that parse, load a config, and call the library.
+
+Errors a user can cause print one line to stderr and exit with code 2.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seq2seq.errors import Seq2SeqError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train Transformer translation models, translate, and score BLEU.")
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/toy.yaml).")]
+CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by `train` (*.pt).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Train the SentencePiece model(s) on the config's training text."""
+    from seq2seq.config import load_config
+    from seq2seq.prepare import prepare as run_prepare
+
+    cfg = load_config(config, set_ or [])
+    Path(cfg.train.run_dir).mkdir(parents=True, exist_ok=True)
+    run_prepare(cfg, log=lambda m: typer.echo(m, err=True))
+
+
+@app.command()
+def train(config: ConfigArg, set_: SetOpt = None,
+          resume: Annotated[bool, typer.Option(help="Continue exactly from RUN_DIR/last.pt.")] = False,
+          overwrite: Annotated[bool, typer.Option(
+              help="Delete the run directory's checkpoints and start again.")] = False,
+          progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
+    """Train a model (runs `prepare` first when the tokenizer is missing)."""
+    from seq2seq.config import load_config
+    from seq2seq.train import Interrupted
+    from seq2seq.train import train as run_train
+
+    if resume and overwrite:
+        _fail("--resume and --overwrite exclude each other")
+    cfg = load_config(config, set_ or [])
+    try:
+        run_train(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    except Interrupted as stop:
+        _fail(str(stop), code=130)
+
+
+@app.command()
+def translate(
+    checkpoint: CheckpointArg,
+    sentences: Annotated[list[str] | None, typer.Argument(
+        help="Sentences to translate; without them, stdin is read line by line.")] = None,
+    input: Annotated[Path | None, typer.Option("-i", "--input", help="Read this file.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write this file.")] = None,
+    beam_size: Annotated[int | None, typer.Option(help="1 = greedy. Default: checkpoint's.")] = None,
+    length_penalty: Annotated[float | None, typer.Option(
+        help="GNMT length penalty alpha. Default: checkpoint's.")] = None,
+    max_len_ratio: Annotated[float | None, typer.Option(
+        help="Output tokens <= ratio * source tokens + 10.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Translate sentences, a file, or stdin; one output line per input line."""
+    from seq2seq.data import read_lines
+    from seq2seq.translate import Translator
+
+    if sentences and input:
+        _fail("give sentences as arguments or --input FILE, not both")
+    translator = Translator.from_checkpoint(checkpoint, device)
+    options = dict(beam_size=beam_size, length_penalty=length_penalty,
+                   max_len_ratio=max_len_ratio, batch_size=batch_size)
+    if sentences or input:
+        lines = list(sentences) if sentences else read_lines(input)
+        _write_lines(translator.translate(lines, **options), output)
+        return
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        for line in sys.stdin:  # line by line, so it composes in pipes
+            print(translator.translate([line.rstrip("\r\n")], **options)[0], file=out, flush=True)
+    finally:
+        if output:
+            out.close()
+
+
+def _write_lines(lines: list[str], output: Path | None) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def evaluate(
+    checkpoint: CheckpointArg,
+    src: Annotated[Path | None, typer.Option(help="Source file. Default: data.test's.")] = None,
+    ref: Annotated[Path | None, typer.Option(help="Reference file. Default: data.test's.")] = None,
+    hyp: Annotated[Path | None, typer.Option(
+        help="Score this hypothesis file instead of translating --src.")] = None,
+    beam_size: Annotated[int | None, typer.Option(help="1 = greedy. Default: checkpoint's.")] = None,
+    length_penalty: Annotated[float | None, typer.Option(help="GNMT alpha.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
+    lowercase: Annotated[bool, typer.Option(help="Case-insensitive BLEU and chrF.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output",
+                                                help="Also write the translations here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Translate --src and print corpus BLEU and chrF against --ref (sacreBLEU)."""
+    from seq2seq.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
+                          lowercase, device, output)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"BLEU = {result['bleu']:.2f}   chrF = {result['chrf']:.2f}   "
+                   f"({result['sentences']} sentences, beam {result['beam_size']})")
+        typer.echo(f"  {result['bleu_signature']}")
+        typer.echo(f"  {result['chrf_signature']}")
+
+
+@app.command()
+def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to average.")],
+            output: Annotated[Path, typer.Option("-o", "--output", help="Write here.")]) -> None:
+    """Average the weights of several checkpoints of one model."""
+    from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+
+    if output.exists() and output.resolve() in {c.resolve() for c in checkpoints}:
+        _fail(f"-o {output} is one of the inputs; write the average elsewhere")
+    save_checkpoint(average_checkpoints(checkpoints), output)
+    typer.echo(f"averaged {len(checkpoints)} checkpoints -> {output}", err=True)
+
+
+@app.command()
+def download(corpus: Annotated[str, typer.Argument(help="Corpus name: multi30k.")],
+             dir: Annotated[Path, typer.Option(help="Destination folder.")] = Path(
+                 "data/multi30k"),
+             mirror: Annotated[Path | None, typer.Option(
+                 help="Copy the files from this local folder instead of the network.")] = None
+             ) -> None:
+    """Fetch a known corpus, verify its checksums, and unpack it to plain text."""
+    from seq2seq.corpora.multi30k import download_multi30k
+
+    if corpus != "multi30k":
+        _fail(f"unknown corpus {corpus!r}; known: multi30k")
+    paths = download_multi30k(dir, mirror=mirror, progress=True)
+    typer.echo(f"{len(paths)} files ready in {dir}", err=True)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app()
+    except Seq2SeqError as error:
+        _print_error(error)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _print_error(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)

@@ -1,0 +1,88 @@
+"""PyTorch's own distributed engine, started by torchrun: process group, rank, agreement.
+
+Single-process runs never touch torch.distributed; every helper here is a no-op then.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from seq2seq.errors import Seq2SeqError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def init_world(device_name: str) -> World:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
+
+    Backend: NCCL for CUDA devices, gloo otherwise; SEQ2SEQ_DIST_BACKEND overrides.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    uses_cuda = device_name.startswith("cuda") or (
+        device_name == "auto" and torch.cuda.is_available())
+    backend = os.environ.get("SEQ2SEQ_DIST_BACKEND") or ("nccl" if uses_cuda else "gloo")
+    if uses_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(backend=backend)
+        except (RuntimeError, ValueError) as error:
+            raise Seq2SeqError(f"could not join the process group ({backend}): {error}") from None
+    return World(rank, size, local_rank)
+
+
+def process_device(world: World, device: torch.device) -> torch.device:
+    """Each process on a CUDA machine takes the GPU of its local rank."""
+    if world.active and device.type == "cuda":
+        return torch.device("cuda", world.local_rank)
+    return device
+
+
+def all_sum(world: World, value: float, device: torch.device) -> float:
+    """Sum a number over all processes."""
+    if not world.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item()
+
+
+def broadcast_object(world: World, obj):
+    """Rank 0's object, on every rank (for decisions only rank 0 can make)."""
+    if not world.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(world: World, obj) -> list:
+    """Every rank's object, in rank order, on every rank."""
+    if not world.active:
+        return [obj]
+    out = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def close_world(world: World) -> None:
+    if world.active and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,53 @@
+"""Evaluate a checkpoint: translate a source file and score it against references."""
+
+from pathlib import Path
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import from_dict
+from seq2seq.data import read_lines
+from seq2seq.errors import Seq2SeqError
+from seq2seq.metrics import score
+from seq2seq.translate import Translator
+
+
+def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
+    """data.test's source and target files, from the checkpoint's own config."""
+    config = from_dict(load_checkpoint(checkpoint)["config"], source=str(checkpoint))
+    if not config.data.test:
+        raise Seq2SeqError("give --src and --ref (the checkpoint's config has no data.test)")
+    d = config.data
+    return Path(f"{d.test}.{d.src}"), Path(f"{d.test}.{d.tgt}")
+
+
+def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None = None,
+             beam_size: int | None = None, length_penalty: float | None = None,
+             batch_size: int | None = None, lowercase: bool = False, device: str = "auto",
+             output: Path | None = None) -> dict:
+    """Corpus BLEU and chrF of the checkpoint's translations of src against ref.
+
+    Scores detokenized output against raw references. Returns a dict with the scores,
+    sacreBLEU signatures, the sentence count and the decoding settings.
+    """
+    if src is None or ref is None:
+        default_src, default_ref = default_test_files(checkpoint)
+        src, ref = src or default_src, ref or default_ref
+    references = read_lines(ref)
+    translator = Translator.from_checkpoint(checkpoint, device)
+    beam = translator.decode.beam_size if beam_size is None else beam_size
+    if hyp is not None:
+        hypotheses = read_lines(hyp)
+    else:
+        sources = read_lines(src)
+        if len(sources) != len(references):
+            raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has "
+                               f"{len(references)}; they must be line-aligned")
+        hypotheses = translator.translate(sources, beam_size=beam, length_penalty=length_penalty,
+                                          batch_size=batch_size)
+    if len(hypotheses) != len(references):
+        raise Seq2SeqError(f"{hyp} has {len(hypotheses)} lines but {ref} has "
+                           f"{len(references)}; they must be line-aligned")
+    if output is not None:
+        output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+    scores = score(hypotheses, references, lowercase=lowercase)
+    return {**scores.to_dict(), "sentences": len(references), "beam_size": beam,
+            "lowercase": lowercase, "checkpoint": str(checkpoint)}

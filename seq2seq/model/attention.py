@@ -1,0 +1,173 @@
+"""Multi-head attention with swappable scoring functions and a key/value cache.
+
+attention(q, k, v) = softmax(score(q, k) masked) @ v, computed per head.
+
+Scoring functions (`model.attention` in the config):
+    scaled_dot  q.k / sqrt(K)                 (Vaswani et al.; runs on the fused SDPA kernel)
+    dot         q.k                           (Luong "dot")
+    cosine      tau_h * cos(q, k)             (a learned temperature per head)
+    general     q W_h k                       (Luong "general", bilinear, one K x K matrix per head)
+    additive    v_h . tanh(W_q q + W_k k)     (Bahdanau "concat"; see AdditiveScore for its memory)
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SCORES = ("scaled_dot", "dot", "cosine", "general", "additive")
+
+
+class DotScore(nn.Module):
+    """q.k, optionally divided by sqrt(K)."""
+
+    def __init__(self, head_dim: int, scaled: bool):
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(head_dim) if scaled else 1.0
+
+    def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        """q: (B, H, Tq, K), k: (B, H, Tk, K) -> (B, H, Tq, Tk)."""
+        return (q @ k.transpose(-2, -1)) * self.scale
+
+
+class CosineScore(nn.Module):
+    """Cosine similarity times a learned per-head temperature (kept positive via exp)."""
+
+    def __init__(self, n_heads: int, init_temperature: float = 10.0):
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.full((n_heads, 1, 1), math.log(init_temperature)))
+
+    def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        cos = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)  # (B, H, Tq, Tk)
+        return cos * self.log_temperature.exp()
+
+
+class GeneralScore(nn.Module):
+    """Bilinear q W_h k; W_h starts as I / sqrt(K), i.e. as scaled_dot."""
+
+    def __init__(self, n_heads: int, head_dim: int):
+        super().__init__()
+        eye = torch.eye(head_dim) / math.sqrt(head_dim)
+        self.weight = nn.Parameter(eye.repeat(n_heads, 1, 1))  # (H, K, K)
+
+    def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        return (q @ self.weight) @ k.transpose(-2, -1)  # (B, H, Tq, Tk)
+
+
+class AdditiveScore(nn.Module):
+    """v_h . tanh(W_q q + W_k k), with hidden width A = K per head.
+
+    Memory: one (B, H, Tq, Tk, A) tensor, formed by a broadcast add; tanh runs in place
+    on it and the product with v reduces it to (B, H, Tq, Tk). That is A times the
+    memory of the other scores' (B, H, Tq, Tk), which is why additive attention is slow
+    on long sentences; Bahdanau used it over RNN states with one query at a time.
+    """
+
+    def __init__(self, n_heads: int, head_dim: int):
+        super().__init__()
+        self.w_q = nn.Parameter(torch.randn(n_heads, head_dim, head_dim) / math.sqrt(head_dim))
+        self.w_k = nn.Parameter(torch.randn(n_heads, head_dim, head_dim) / math.sqrt(head_dim))
+        self.v = nn.Parameter(torch.randn(n_heads, head_dim, 1) / math.sqrt(head_dim))
+
+    def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        qa = q @ self.w_q  # (B, H, Tq, A)
+        ka = k @ self.w_k  # (B, H, Tk, A)
+        hidden = (qa.unsqueeze(3) + ka.unsqueeze(2)).tanh_()  # (B, H, Tq, Tk, A), the one big tensor
+        return (hidden @ self.v.unsqueeze(1)).squeeze(-1)  # (B, H, Tq, Tk)
+
+
+def make_score(name: str, n_heads: int, head_dim: int) -> nn.Module:
+    """The scoring module for a config name."""
+    if name in ("scaled_dot", "dot"):
+        return DotScore(head_dim, scaled=name == "scaled_dot")
+    if name == "cosine":
+        return CosineScore(n_heads)
+    if name == "general":
+        return GeneralScore(n_heads, head_dim)
+    if name == "additive":
+        return AdditiveScore(n_heads, head_dim)
+    raise ValueError(f"unknown attention score {name!r}; choose one of {', '.join(SCORES)}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Learned Q, K, V projections, a score per head, masked softmax, weighted sum, output projection."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, score: str = "scaled_dot"):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.score = make_score(score, n_heads, self.head_dim)
+        self.fused = score == "scaled_dot"
+        self.dropout = dropout
+
+    def split(self, x: Tensor) -> Tensor:
+        """(B, L, D) -> (B, H, L, K)."""
+        B, L, _ = x.shape
+        return x.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, K)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Project keys and values once, so a cache can keep them.  x: (B, L, D)."""
+        return self.split(self.k_proj(x)), self.split(self.v_proj(x))  # (B, H, L, K) each
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Attend from queries x to projected keys/values.
+
+        x: (B, Tq, D); k, v: (B, H, Tk, K); mask: bool, True = may attend, broadcastable
+        to (B, H, Tq, Tk), or None.  Returns (B, Tq, D) and the weights (B, H, Tq, Tk)
+        when need_weights, else None.
+        """
+        B, Tq, D = x.shape
+        q = self.split(self.q_proj(x))  # (B, H, Tq, K)
+        p = self.dropout if self.training else 0.0
+        if self.fused and not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            weights = None
+        else:
+            scores = self.score(q, k)  # (B, H, Tq, Tk)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+            out = F.dropout(weights, p) @ v  # (B, H, Tq, K)
+        out = out.transpose(1, 2).reshape(B, Tq, D)  # (B, Tq, D)
+        return self.out_proj(out), (weights if need_weights else None)
+
+
+@dataclass
+class LayerCache:
+    """One decoder layer's cached keys and values, each (B, H, L, K)."""
+
+    self_k: Tensor | None = None
+    self_v: Tensor | None = None
+    cross_k: Tensor | None = None
+    cross_v: Tensor | None = None
+
+
+class DecoderCache:
+    """Keys/values of every decoder layer for incremental decoding.
+
+    Self-attention keys/values grow by one position per step; cross-attention
+    keys/values are computed from the encoder output once per sentence.
+    """
+
+    def __init__(self, n_layers: int):
+        self.layers = [LayerCache() for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        """Target positions already decoded (the position of the next token)."""
+        first = self.layers[0].self_k
+        return 0 if first is None else first.size(2)
+
+    def select(self, index: Tensor) -> None:
+        """Keep and reorder batch rows, e.g. surviving beams.  index: (B',) long."""
+        for layer in self.layers:
+            for name in ("self_k", "self_v", "cross_k", "cross_v"):
+                value = getattr(layer, name)
+                if value is not None:
+                    setattr(layer, name, value.index_select(0, index))

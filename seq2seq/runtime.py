@@ -1,0 +1,62 @@
+"""Where and how tensors run: device choice, CPU threads, autocast."""
+
+import contextlib
+import os
+
+import torch
+
+from seq2seq.errors import Seq2SeqError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu; 'cuda:N' is checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise Seq2SeqError(f"device {name!r} asked for, but CUDA is not available here; "
+                               "use train.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise Seq2SeqError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads do not help matmuls)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count() or 1
+    siblings = _threads_per_core()
+    return max(1, available // siblings)
+
+
+def _threads_per_core() -> int:
+    try:
+        with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as f:
+            text = f.read().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi) - int(lo) + 1 if hi else 1
+    return max(1, count)
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 = physical cores); returns the number set."""
+    n = threads or physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for the forward pass; fp32 is a no-op."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise Seq2SeqError("train.precision=fp16 needs a CUDA device; use bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,157 @@
+"""Greedy and beam search: pure functions over a model and tensors.
+
+Both decode incrementally with the model's key/value cache (one new token per step)
+and drop finished sentences from the active batch. A hypothesis ends with EOS or when
+it reaches its sentence's length limit; the returned tokens exclude BOS and EOS.
+
+The model needs: encode(src, src_mask) -> (memory, _), decode(ids, memory, src_mask,
+None, cache) -> (hidden, _), logits(hidden), new_cache() with .select(index).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Hypotheses:
+    """Search results in input order: tokens (no BOS/EOS) and their scores."""
+
+    tokens: list[list[int]]
+    scores: list[float]  # greedy: sum of log-probs; beam: that divided by the length penalty
+
+
+def max_output_lengths(src_mask: Tensor, ratio: float, max_positions: int) -> Tensor:
+    """Per-sentence output limit: ratio * source tokens + 10, within the model's positions.
+
+    src_mask: (B, 1, 1, S) -> (B,) long.
+    """
+    src_len = src_mask.flatten(1).sum(dim=1)  # (B,)
+    limit = (src_len.float() * ratio).long() + 10
+    return limit.clamp(1, max_positions - 1)
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's ((5 + length) / 6) ** alpha; alpha 0 means raw log-probability."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache) -> Tensor:
+    """Run the decoder on the newest tokens only.  last: (N, 1) -> log-probs (N, V) in fp32."""
+    hidden, _ = model.decode(last, memory, src_mask, None, cache)  # (N, 1, D)
+    return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)  # (N, V)
+
+
+@torch.no_grad()
+def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+                  max_lens: Tensor) -> Hypotheses:
+    """Pick the most probable token at each step.
+
+    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,) output limits.
+    """
+    B = src.size(0)
+    memory, _ = model.encode(src, src_mask)  # (B, S, D)
+    cache = model.new_cache()
+    rows = torch.arange(B, device=src.device)  # input index of each active row
+    last = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(B)]
+    scores = [0.0] * B
+    limits = max_lens.tolist()
+    while rows.numel():
+        logp = _step_log_probs(model, last, memory, src_mask, cache)  # (N, V)
+        best_lp, best = logp.max(dim=-1)  # (N,)
+        keep = []
+        for i, (row, tok, lp) in enumerate(zip(rows.tolist(), best.tolist(), best_lp.tolist(),
+                                               strict=True)):
+            scores[row] += lp
+            if tok != eos_id:
+                tokens[row].append(tok)
+            if tok != eos_id and len(tokens[row]) < limits[row]:
+                keep.append(i)
+        index = torch.tensor(keep, dtype=torch.long, device=src.device)
+        rows, last = rows[index], best[index].unsqueeze(1)  # (N', 1)
+        memory, src_mask = memory[index], src_mask[index]
+        cache.select(index)
+    return Hypotheses(tokens, scores)
+
+
+@torch.no_grad()
+def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+                max_lens: Tensor, beam_size: int, alpha: float = 1.0) -> Hypotheses:
+    """Keep the beam_size best partial hypotheses of every sentence, batched.
+
+    A sentence is done when beam_size hypotheses have ended with EOS, or when its
+    beams reach its length limit. Scores are log-probabilities divided by
+    length_penalty(length, alpha), length counting EOS.
+    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,).
+    """
+    B, k, device = src.size(0), beam_size, src.device
+    memory, _ = model.encode(src, src_mask)  # (B, S, D)
+    expand = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
+    memory, src_mask = memory[expand], src_mask[expand]  # (B*k, S, D), (B*k, 1, 1, S)
+    cache = model.new_cache()
+    sents = torch.arange(B, device=device)  # input index of each active sentence
+    seqs = torch.full((B * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t+1)
+    beam_scores = torch.full((B, k), float("-inf"), device=device)
+    beam_scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    limits = max_lens.tolist()
+    while sents.numel():
+        N, t = sents.numel(), seqs.size(1)
+        logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache)  # (N*k, V)
+        V = logp.size(-1)
+        cand = (beam_scores.view(-1, 1) + logp).view(N, k * V)  # (N, k*V)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (N, 2k): at most k of them end in EOS
+        top_beam, top_tok = top_idx // V, top_idx % V  # (N, 2k)
+        is_eos = top_tok == eos_id
+        _finish_eos(finished, sents, seqs, k, top_scores, top_beam, is_eos, t, alpha)
+        # The k best candidates that do not end the hypothesis become the new beams.
+        order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=device)).argsort(dim=1)
+        pick = order[:, :k]  # (N, k)
+        beam_scores = top_scores.gather(1, pick)  # (N, k)
+        rows = (torch.arange(N, device=device).unsqueeze(1) * k + top_beam.gather(1, pick))
+        seqs = torch.cat([seqs[rows.view(-1)], top_tok.gather(1, pick).view(-1, 1)], dim=1)
+        cache.select(rows.view(-1))
+        alive = _retire_done(finished, sents, seqs, beam_scores, k, limits, alpha)
+        keep_rows = (alive.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+        sents, beam_scores = sents[alive], beam_scores[alive]
+        seqs, memory, src_mask = seqs[keep_rows], memory[keep_rows], src_mask[keep_rows]
+        cache.select(keep_rows)
+    best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
+    return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
+
+
+def _finish_eos(finished, sents: Tensor, seqs: Tensor, k: int, top_scores: Tensor,
+                top_beam: Tensor, is_eos: Tensor, t: int, alpha: float) -> None:
+    """Record hypotheses that chose EOS among a sentence's k best candidates."""
+    eos_in_top = is_eos[:, :k].nonzero().tolist()  # [[n, j], ...], usually few
+    for n, j in eos_in_top:
+        sent = sents[n].item()
+        if len(finished[sent]) >= k:
+            continue
+        row = n * k + top_beam[n, j].item()
+        score = top_scores[n, j].item() / length_penalty(t, alpha)  # t tokens incl. EOS
+        finished[sent].append((score, seqs[row, 1:].tolist()))
+
+
+def _retire_done(finished, sents: Tensor, seqs: Tensor, beam_scores: Tensor, k: int,
+                 limits: list[int], alpha: float) -> Tensor:
+    """Close sentences with k finished hypotheses or at their length limit.
+
+    Returns the positions (into sents) of the sentences still searching.
+    """
+    length = seqs.size(1) - 1  # generated tokens, BOS excluded
+    alive = []
+    for n, sent in enumerate(sents.tolist()):
+        if len(finished[sent]) >= k:
+            continue
+        if length >= limits[sent]:
+            for j in range(k):
+                score = beam_scores[n, j].item()
+                if score > float("-inf"):
+                    tokens = seqs[n * k + j, 1:].tolist()
+                    finished[sent].append((score / length_penalty(length, alpha), tokens))
+            continue
+        alive.append(n)
+    return torch.tensor(alive, dtype=torch.long, device=sents.device)

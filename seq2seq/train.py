@@ -1,0 +1,405 @@
+"""The training loop, top to bottom: tokenizers -> batches -> teacher-forced loss ->
+AdamW with warm-up -> validation BLEU -> checkpoints.
+
+Resume is exact: a checkpoint's train_state holds the optimizer, the step, the position
+inside the epoch, the best scores, the early-stopping counter and every RNG state.
+"""
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from seq2seq import distributed as dist
+from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
+from seq2seq.config import Config, dump_config, parse_duration
+from seq2seq.data import Batch, make_batch, shard, token_batches
+from seq2seq.errors import Seq2SeqError
+from seq2seq.loss import TeacherForcedLoss
+from seq2seq.model.transformer import build_model, count_parameters
+from seq2seq.prepare import load_or_prepare, load_training_data
+from seq2seq.run_dir import RunDir
+from seq2seq.runtime import autocast, resolve_device, set_threads
+from seq2seq.validate import validate, validate_weights
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving last.pt."""
+
+
+def learning_rate(step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then peak * sqrt(warmup / step)."""
+    if warmup <= 0:
+        return peak
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer that resume must restore."""
+
+    step: int = 0
+    epoch: int = 0
+    steps_in_epoch: int = 0  # optimizer steps already taken in this epoch
+    elapsed: float = 0.0  # seconds of training so far, across resumes
+    best: list = field(default_factory=list)  # [[bleu, step], ...], best first
+    bad_evals: int = 0  # validations since BLEU last improved
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
+    last_eval_seconds: float = 0.0
+
+
+class Trainer:
+    """One training run in one process (one rank under torchrun)."""
+
+    def __init__(self, config: Config, resume: bool, overwrite: bool, progress: bool):
+        self.config, self.cfg = config, config.train
+        self.world = dist.init_world(self.cfg.device)
+        self.device = dist.process_device(self.world, resolve_device(self.cfg.device))
+        self.threads = set_threads(self.cfg.threads)
+        self.run = RunDir(Path(self.cfg.run_dir), self.world.is_main)
+        self.run.claim(resume, overwrite)
+        self.progress = progress and self.world.is_main
+        self.state = TrainState()
+        torch.manual_seed(self.cfg.seed + self.world.rank)
+        self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
+        self.data = load_training_data(config, self.src_tok, self.tgt_tok, self.log)
+        self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
+                                 self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
+        self.model.to(self.device)
+        self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing))
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=learning_rate(1, self.cfg.lr, self.cfg.warmup),
+            betas=self.cfg.betas, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
+        if resume:
+            self._resume()
+        self.run.write_config(config, dump_config)
+        self.log(f"model: {count_parameters(self.model):,} parameters; device {self.device}, "
+                 f"{self.threads} threads, {self.cfg.precision}, world size {self.world.size}")
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.world.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            module = DistributedDataParallel(module, device_ids=ids)
+        if self.cfg.compile:
+            module = torch.compile(module, dynamic=True)
+        return module
+
+    def log(self, message: str) -> None:
+        if self.world.is_main:
+            tqdm.write(message)
+
+    # ---- checkpoints -------------------------------------------------------------------
+
+    def checkpoint(self, metrics: dict, with_train_state: bool) -> dict:
+        state = {"config": self.config.to_dict(), "model": self.model.state_dict(),
+                 "tokenizers": {"src": self.src_tok.model_bytes, "tgt": self.tgt_tok.model_bytes},
+                 "step": self.state.step, "epoch": self.state.epoch, "metrics": metrics}
+        rng = dist.gather_objects(self.world, _rng_state())  # every rank's, for exact resume
+        if with_train_state:
+            state["train_state"] = {"optimizer": self.optimizer.state_dict(),
+                                    "scaler": self.scaler.state_dict(),
+                                    "progress": asdict(self.state), "rng": rng,
+                                    "world_size": self.world.size}
+        return state
+
+    def _resume(self) -> None:
+        path = self.run.path / "last.pt"
+        saved = load_checkpoint(path, map_location=self.device)
+        changes = model_shape_changes(saved["config"], self.config.to_dict())
+        if changes:
+            raise Seq2SeqError(f"--resume: the model config changed since {path} was written "
+                               f"({'; '.join(changes)}); restore it or train into a new run_dir")
+        if saved["tokenizers"]["src"] != self.src_tok.model_bytes:
+            raise Seq2SeqError(f"--resume: the tokenizer in {self.run.path} differs from the "
+                               f"one {path} was trained with")
+        if "train_state" not in saved:
+            raise Seq2SeqError(f"--resume: {path} holds no training state")
+        ts = saved["train_state"]
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.scaler.load_state_dict(ts["scaler"])
+        self.state = TrainState(**ts["progress"])
+        if ts["world_size"] == self.world.size:
+            _set_rng_state(ts["rng"][self.world.rank])
+        else:
+            torch.manual_seed(self.cfg.seed + 1000 * self.state.step + self.world.rank)
+        self.run.trim_metrics(self.state.step)
+        self.log(f"resumed from {path} at step {self.state.step}, epoch {self.state.epoch}")
+
+    # ---- one optimizer step ------------------------------------------------------------
+
+    def train_step(self, micro: list[Batch]) -> tuple[Tensor, int] | None:
+        """Forward/backward over the micro-batches of one step, then clip and update.
+
+        The loss is normalised by the step's target tokens summed over all processes,
+        so N processes with batch B train like one process with batch N x B.
+        Returns (summed nll on this rank, target tokens on this rank), or None when
+        the loss was not finite and the update was skipped.
+        """
+        tokens = sum(b.n_tokens for b in micro)
+        scale = self.world.size / dist.all_sum(self.world, tokens, self.device)
+        nll_sum = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        for i, b in enumerate(micro):
+            sync = not self.world.active or i == len(micro) - 1
+            no_sync = contextlib.nullcontext() if sync else self.loss_module.no_sync()
+            with no_sync:
+                with autocast(self.device, self.cfg.precision):
+                    loss, nll = self.loss_module(b.src, b.tgt_in, b.tgt_out, b.src_mask,
+                                                 b.tgt_mask)
+                self.scaler.scale(loss * scale).backward()
+            loss_sum += loss.detach()
+            nll_sum += nll
+        self.scaler.unscale_(self.optimizer)
+        norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+                if self.cfg.clip_norm > 0 else torch.zeros((), device=self.device))
+        finite = bool(torch.isfinite(loss_sum) & (torch.isfinite(norm) | self.scaler.is_enabled()))
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return None
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.state.step + 1, self.cfg.lr, self.cfg.warmup)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return nll_sum, tokens
+
+    def epoch_steps(self) -> list[list[list[int]]]:
+        """This epoch's optimizer steps on this rank, each a list of micro-batches (indices)."""
+        train = self.data.train
+        batches = token_batches([len(s) for s in train.src], [len(t) for t in train.tgt],
+                                self.cfg.batch_tokens, self.cfg.seed, self.state.epoch)
+        mine = shard(batches, self.world.rank, self.world.size)
+        acc = self.cfg.accumulate
+        return [mine[i : i + acc] for i in range(0, len(mine), acc)]
+
+    def make_batch(self, indices: list[int]) -> Batch:
+        train, tok = self.data.train, self.tgt_tok
+        batch = make_batch([train.src[i] for i in indices], [train.tgt[i] for i in indices],
+                           tok.pad_id, tok.bos_id, tok.eos_id)
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        """Train until a limit, the time budget, early stopping or a signal."""
+        stopper = _SignalFlag()
+        budget = parse_duration(self.cfg.max_time)
+        start = time.perf_counter() - self.state.elapsed
+        bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
+                   disable=not self.progress, unit="step", dynamic_ncols=True)
+        window = _Window(self.state.step)
+        reason = None
+        with stopper:
+            while reason is None:
+                steps = self.epoch_steps()
+                for micro in steps[self.state.steps_in_epoch :]:
+                    result = self.train_step([self.make_batch(idx) for idx in micro])
+                    self.state.steps_in_epoch += 1
+                    if result is None:
+                        self._count_nonfinite()
+                        continue
+                    self.state.step += 1
+                    self.state.nonfinite_in_row = 0
+                    self.state.elapsed = time.perf_counter() - start
+                    window.add(*result)
+                    bar.update(1)
+                    if self.state.step % self.cfg.log_every == 0:
+                        self._log_train(window, bar)
+                    if self.state.step % self.cfg.eval_every == 0:
+                        self._validate(start)
+                    reason = self._stop_reason(budget, stopper)
+                    if reason:
+                        break
+                else:
+                    self.state.epoch += 1
+                    self.state.steps_in_epoch = 0
+                    if self.cfg.max_epochs and self.state.epoch >= self.cfg.max_epochs:
+                        reason = f"max_epochs={self.cfg.max_epochs}"
+        bar.close()
+        return self._finish(reason, start)
+
+    def _count_nonfinite(self) -> None:
+        self.state.nonfinite_in_row += 1
+        self.state.nonfinite_total += 1
+        self.log(f"step {self.state.step + 1}: non-finite loss, update skipped "
+                 f"({self.state.nonfinite_in_row} in a row)")
+        if self.state.nonfinite_in_row >= self.cfg.max_nonfinite:
+            raise Seq2SeqError(
+                f"the loss was not finite for {self.state.nonfinite_in_row} steps in a row at "
+                f"step {self.state.step}; lower train.lr, raise train.warmup, or use fp32")
+
+    def _stop_reason(self, budget: float, stopper: "_SignalFlag") -> str | None:
+        s = self.state
+        reason = None
+        if dist.all_sum(self.world, float(stopper.raised), self.device) > 0:
+            reason = "signal"
+        elif self.cfg.max_steps and s.step >= self.cfg.max_steps:
+            reason = f"max_steps={self.cfg.max_steps}"
+        elif budget and s.elapsed + s.last_eval_seconds >= budget:
+            reason = f"max_time={self.cfg.max_time}"
+        elif self.cfg.patience and s.bad_evals >= self.cfg.patience:
+            reason = f"no better BLEU in {self.cfg.patience} validations (patience)"
+        return dist.broadcast_object(self.world, reason)
+
+    def _log_train(self, window: "_Window", bar: tqdm) -> None:
+        row = window.flush(self.state.step, self.state.elapsed,
+                           learning_rate(self.state.step, self.cfg.lr, self.cfg.warmup),
+                           self.world, self.device)
+        row["epoch"] = self.state.epoch
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{row['lr']:.2e}",
+                        tok_s=f"{row['tokens_per_s']:.0f}")
+        self.run.append_metrics(row)
+
+    def _validate(self, start: float) -> dict:
+        t0 = time.perf_counter()
+        metrics = {}
+        if self.world.is_main:
+            metrics = validate(self.model, self.data.dev, self.data.dev_text, self.src_tok,
+                               self.tgt_tok, self.config, self.device)
+            self._record_best(metrics)
+        self._save_last(metrics)
+        self.state.last_eval_seconds = time.perf_counter() - t0
+        self.state.elapsed = time.perf_counter() - start
+        if self.world.is_main:
+            best_bleu, best_step = self.state.best[0]
+            self.log(f"step {self.state.step} | val loss {metrics['val_loss']:.3f} "
+                     f"ppl {metrics['val_ppl']:.2f} | BLEU {metrics['bleu']:.2f} "
+                     f"chrF {metrics['chrf']:.2f} | best BLEU {best_bleu:.2f} @ {best_step}")
+            self.run.append_metrics({"step": self.state.step, "elapsed": self.state.elapsed,
+                                     **metrics})
+        self.state.bad_evals = dist.broadcast_object(self.world, self.state.bad_evals)
+        return metrics
+
+    def _record_best(self, metrics: dict) -> None:
+        """Keep the best-K checkpoints by validation BLEU; best.pt is the top one."""
+        s, k = self.state, self.cfg.keep_best
+        improved = not s.best or metrics["bleu"] > s.best[0][0]
+        s.bad_evals = 0 if improved else s.bad_evals + 1
+        if len(s.best) >= k and metrics["bleu"] <= s.best[-1][0]:
+            return
+        state = self.checkpoint(metrics, with_train_state=False)
+        if improved:
+            self.run.save("best.pt", state)
+        if k > 1:
+            self.run.save(f"best-step{s.step}.pt", state)
+        s.best = sorted(s.best + [[metrics["bleu"], s.step]], key=lambda b: (-b[0], b[1]))
+        for _, step in s.best[k:]:
+            self.run.remove(f"best-step{step}.pt")
+        s.best = s.best[:k]
+
+    def _save_last(self, metrics: dict) -> None:
+        state = self.checkpoint(metrics, with_train_state=True)  # collective under DDP
+        if self.world.is_main:
+            self.run.save("last.pt", state)
+
+    def _finish(self, reason: str, start: float) -> Path:
+        if reason == "signal":
+            self._save_last({})
+            raise Interrupted(f"interrupted at step {self.state.step}; {self.run.path}/last.pt "
+                              f"saved; continue with: seq2seq train CONFIG --resume")
+        if self.state.step and self.state.step % self.cfg.eval_every != 0:
+            self._validate(start)
+        self.log(f"stopped: {reason}; {self.state.step} steps, {self.state.elapsed:.0f}s; "
+                 f"checkpoints in {self.run.path}")
+        if self.cfg.average_best and self.world.is_main:
+            self._average_best()
+        return self.run.path
+
+    def _average_best(self) -> None:
+        """Write averaged.pt from the best-K checkpoints and report its validation BLEU."""
+        best = self.state.best[: self.cfg.average_best]
+        paths = [p for _, step in best if (p := self.run.path / f"best-step{step}.pt").is_file()]
+        if len(paths) < 2:
+            self.log("average_best: fewer than 2 best checkpoints; averaged.pt not written")
+            return
+        state = average_checkpoints(paths)
+        state["metrics"] = validate_weights(state["model"], self.model, self.data, self.src_tok,
+                                            self.tgt_tok, self.config, self.device)
+        self.run.save("averaged.pt", state)
+        bleu = state["metrics"]["bleu"]
+        self.log(f"averaged.pt from {len(paths)} checkpoints: BLEU {bleu:.2f} "
+                 f"(best single: {best[0][0]:.2f} @ step {best[0][1]})")
+        self.run.append_metrics({"step": self.state.step, "averaged": len(paths),
+                                 **state["metrics"]})
+
+
+def train(config: Config, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train the model a config describes; returns the run directory."""
+    trainer = None
+    try:
+        trainer = Trainer(config, resume, overwrite, progress)
+        return trainer.fit()
+    finally:
+        if trainer is not None:
+            dist.close_world(trainer.world)
+
+
+class _Window:
+    """Training loss and throughput since the last log line (one host sync per log line)."""
+
+    def __init__(self, step: int):
+        self.nll, self.tokens, self.t0, self.step0 = None, 0, time.perf_counter(), step
+
+    def add(self, nll: Tensor, tokens: int) -> None:
+        self.nll = nll if self.nll is None else self.nll + nll
+        self.tokens += tokens
+
+    def flush(self, step: int, elapsed: float, lr: float, world, device) -> dict:
+        nll = dist.all_sum(world, 0.0 if self.nll is None else self.nll.item(), device)
+        tokens = dist.all_sum(world, self.tokens, device)
+        seconds = time.perf_counter() - self.t0
+        row = {"step": step, "elapsed": round(elapsed, 2), "train_loss": nll / max(tokens, 1),
+               "lr": lr, "tokens_per_s": tokens / max(seconds, 1e-9)}
+        self.__init__(step)
+        return row
+
+
+class _SignalFlag:
+    """Turn SIGINT/SIGTERM into a flag checked after each step, so a step always finishes."""
+
+    def __init__(self):
+        self.raised, self._old = False, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
