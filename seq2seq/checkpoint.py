@@ -107,8 +107,11 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
         state = load_checkpoint(path)
         if state["config"].get("model") != first["config"].get("model"):
             raise Seq2SeqError(f"average: {path} has a different model config than {paths[0]}")
+        if set(state["model"]) != set(total):
+            differ = sorted(set(state["model"]) ^ set(total))[0]
+            raise Seq2SeqError(f"average: {path} does not match {paths[0]} at {differ}")
         for key, value in state["model"].items():
-            if key not in total or total[key].shape != value.shape:
+            if total[key].shape != value.shape:
                 raise Seq2SeqError(f"average: {path} does not match {paths[0]} at {key}")
             if value.is_floating_point():
                 total[key] += value.double()

@@ -126,10 +126,11 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        typer.echo(f"BLEU = {result['bleu']:.2f}   chrF = {result['chrf']:.2f}   "
-                   f"({result['sentences']} sentences, beam {result['beam_size']})")
-        typer.echo(f"  {result['bleu_signature']}")
-        typer.echo(f"  {result['chrf_signature']}")
+        case = "lowercased" if lowercase else "cased"
+        typer.echo(f"BLEU = {result['bleu']:.2f}   chrF2 = {result['chrf']:.2f}   "
+                   f"({result['sentences']} sentences, beam {result['beam_size']}, {case})")
+        typer.echo(f"  BLEU signature:  {result['bleu_signature']}")
+        typer.echo(f"  chrF2 signature: {result['chrf_signature']}")
 
 
 @app.command()

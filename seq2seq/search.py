@@ -37,10 +37,16 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache) -> Tensor:
-    """Run the decoder on the newest tokens only.  last: (N, 1) -> log-probs (N, V) in fp32."""
+def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache,
+                    bos_id: int) -> Tensor:
+    """Run the decoder on the newest tokens only.  last: (N, 1) -> log-probs (N, V) in fp32.
+
+    PAD and BOS are never valid outputs, so they get probability zero.
+    """
     hidden, _ = model.decode(last, memory, src_mask, None, cache)  # (N, 1, D)
-    return model.logits(hidden[:, -1]).float().log_softmax(dim=-1)  # (N, V)
+    logits = model.logits(hidden[:, -1]).float()  # (N, V)
+    logits[:, [model.pad_id, bos_id]] = float("-inf")
+    return logits.log_softmax(dim=-1)
 
 
 @torch.no_grad()
@@ -59,7 +65,7 @@ def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int
     scores = [0.0] * B
     limits = max_lens.tolist()
     while rows.numel():
-        logp = _step_log_probs(model, last, memory, src_mask, cache)  # (N, V)
+        logp = _step_log_probs(model, last, memory, src_mask, cache, bos_id)  # (N, V)
         best_lp, best = logp.max(dim=-1)  # (N,)
         keep = []
         for i, (row, tok, lp) in enumerate(zip(rows.tolist(), best.tolist(), best_lp.tolist(),
@@ -99,7 +105,7 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     limits = max_lens.tolist()
     while sents.numel():
         N, t = sents.numel(), seqs.size(1)
-        logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache)  # (N*k, V)
+        logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache, bos_id)  # (N*k, V)
         V = logp.size(-1)
         cand = (beam_scores.view(-1, 1) + logp).view(N, k * V)  # (N, k*V)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (N, 2k): at most k of them end in EOS
