@@ -39,7 +39,8 @@ def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
 
 @app.command()
 def train(config: ConfigArg, set_: SetOpt = None,
-          resume: Annotated[bool, typer.Option(help="Continue exactly from RUN_DIR/last.pt.")] = False,
+          resume: Annotated[bool, typer.Option(
+              help="Continue exactly from RUN_DIR/last.pt.")] = False,
           overwrite: Annotated[bool, typer.Option(
               help="Delete the run directory's checkpoints and start again.")] = False,
           progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
@@ -64,7 +65,8 @@ def translate(
         help="Sentences to translate; without them, stdin is read line by line.")] = None,
     input: Annotated[Path | None, typer.Option("-i", "--input", help="Read this file.")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write this file.")] = None,
-    beam_size: Annotated[int | None, typer.Option(help="1 = greedy. Default: checkpoint's.")] = None,
+    beam_size: Annotated[int | None, typer.Option(
+        help="1 = greedy. Default: the checkpoint's decode.beam_size.")] = None,
     length_penalty: Annotated[float | None, typer.Option(
         help="GNMT length penalty alpha. Default: checkpoint's.")] = None,
     max_len_ratio: Annotated[float | None, typer.Option(
@@ -87,11 +89,26 @@ def translate(
         return
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
-        for line in sys.stdin:  # line by line, so it composes in pipes
-            print(translator.translate([line.rstrip("\r\n")], **options)[0], file=out, flush=True)
+        # A terminal gets an answer per line; a pipe is read in chunks so batches stay dense.
+        chunk = 1 if sys.stdin.isatty() else 1000
+        for lines in _chunks(sys.stdin, chunk):
+            out.write("".join(t + "\n" for t in translator.translate(lines, **options)))
+            out.flush()
     finally:
         if output:
             out.close()
+
+
+def _chunks(stream, size: int):
+    """Lines of a text stream (terminators stripped), `size` at a time."""
+    lines = []
+    for line in stream:
+        lines.append(line.rstrip("\r\n"))
+        if len(lines) == size:
+            yield lines
+            lines = []
+    if lines:
+        yield lines
 
 
 def _write_lines(lines: list[str], output: Path | None) -> None:
@@ -109,7 +126,8 @@ def evaluate(
     ref: Annotated[Path | None, typer.Option(help="Reference file. Default: data.test's.")] = None,
     hyp: Annotated[Path | None, typer.Option(
         help="Score this hypothesis file instead of translating --src.")] = None,
-    beam_size: Annotated[int | None, typer.Option(help="1 = greedy. Default: checkpoint's.")] = None,
+    beam_size: Annotated[int | None, typer.Option(
+        help="1 = greedy. Default: the checkpoint's decode.beam_size.")] = None,
     length_penalty: Annotated[float | None, typer.Option(help="GNMT alpha.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
     lowercase: Annotated[bool, typer.Option(help="Case-insensitive BLEU and chrF.")] = False,

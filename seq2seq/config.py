@@ -122,6 +122,8 @@ class TrainConfig:
         _require(self.eval_beam_size >= 1, "train.eval_beam_size", "must be >= 1")
         _require(self.keep_best >= 1, "train.keep_best", "must be >= 1")
         _require(self.average_best >= 0, "train.average_best", "must be >= 0")
+        _require(self.average_best <= self.keep_best, "train.average_best",
+                 f"({self.average_best}) needs train.keep_best >= it ({self.keep_best})")
         _require(self.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1")
         _require(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "train.device",
                  f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -3,6 +3,7 @@
 Single-process runs never touch torch.distributed; every helper here is a no-op then.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -81,6 +82,16 @@ def gather_objects(world: World, obj) -> list:
     out = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
+
+
+@contextlib.contextmanager
+def main_first(world: World):
+    """Run the block on rank 0 first, then on the others (e.g. to create shared files)."""
+    if world.active and not world.is_main:
+        dist.barrier()
+    yield
+    if world.active and world.is_main:
+        dist.barrier()
 
 
 def close_world(world: World) -> None:

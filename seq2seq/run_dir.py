@@ -1,4 +1,4 @@
-"""A run directory: checkpoints, the resolved config, metrics.jsonl. Never overwritten by surprise."""
+"""A run directory: checkpoints, the resolved config, metrics.jsonl. No surprise overwrites."""
 
 import json
 from pathlib import Path

@@ -70,7 +70,8 @@ class Trainer:
         self.progress = progress and self.world.is_main
         self.state = TrainState()
         torch.manual_seed(self.cfg.seed + self.world.rank)
-        self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
+        with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
+            self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
         self.data = load_training_data(config, self.src_tok, self.tgt_tok, self.log)
         self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
@@ -104,8 +105,8 @@ class Trainer:
         state = {"config": self.config.to_dict(), "model": self.model.state_dict(),
                  "tokenizers": {"src": self.src_tok.model_bytes, "tgt": self.tgt_tok.model_bytes},
                  "step": self.state.step, "epoch": self.state.epoch, "metrics": metrics}
-        rng = dist.gather_objects(self.world, _rng_state())  # every rank's, for exact resume
-        if with_train_state:
+        if with_train_state:  # a collective under DDP: every rank calls this
+            rng = dist.gather_objects(self.world, _rng_state())  # every rank's, for exact resume
             state["train_state"] = {"optimizer": self.optimizer.state_dict(),
                                     "scaler": self.scaler.state_dict(),
                                     "progress": asdict(self.state), "rng": rng,

@@ -74,7 +74,7 @@ class AdditiveScore(nn.Module):
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
         qa = q @ self.w_q  # (B, H, Tq, A)
         ka = k @ self.w_k  # (B, H, Tk, A)
-        hidden = (qa.unsqueeze(3) + ka.unsqueeze(2)).tanh_()  # (B, H, Tq, Tk, A), the one big tensor
+        hidden = (qa.unsqueeze(3) + ka.unsqueeze(2)).tanh_()  # (B, H, Tq, Tk, A): the big one
         return (hidden @ self.v.unsqueeze(1)).squeeze(-1)  # (B, H, Tq, Tk)
 
 
@@ -92,7 +92,7 @@ def make_score(name: str, n_heads: int, head_dim: int) -> nn.Module:
 
 
 class MultiHeadAttention(nn.Module):
-    """Learned Q, K, V projections, a score per head, masked softmax, weighted sum, output projection."""
+    """Q, K, V projections, a score per head, masked softmax, weighted sum, output projection."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float, score: str = "scaled_dot"):
         super().__init__()
