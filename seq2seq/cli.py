@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.inspect_cmds import attention, info, plot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train Transformer translation models, translate, and score BLEU.")
@@ -177,6 +178,12 @@ def download(corpus: Annotated[str, typer.Argument(help="Corpus name: multi30k."
         _fail(f"unknown corpus {corpus!r}; known: multi30k")
     paths = download_multi30k(dir, mirror=mirror, progress=True)
     typer.echo(f"{len(paths)} files ready in {dir}", err=True)
+
+
+# Looking inside a model: parameters and FLOPs, attention maps, learning curves.
+app.command()(info)
+app.command()(attention)
+app.command()(plot)
 
 
 def main() -> None:

@@ -102,6 +102,7 @@ def test_user_errors_are_one_line_exit_2(args, message, tmp_path):
 
 
 def test_help_for_every_command():
-    for command in ("prepare", "train", "translate", "evaluate", "average", "download"):
+    for command in ("prepare", "train", "translate", "evaluate", "average", "download", "info",
+                    "attention", "plot"):
         result = run(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Reproduce a Multi30k result: download, train (60 minutes), average, evaluate.
+#   scripts/reproduce_multi30k.sh de_en [--mirror DIR] [--set section.key=value ...]
+# Prints one Markdown table row: direction, protocol, BLEU, chrF, training time, command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+direction=${1:?usage: scripts/reproduce_multi30k.sh de_en|en_de [--mirror DIR] [--set k=v ...]}
+shift
+mirror=()
+overrides=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --mirror) mirror=(--mirror "$2"); shift 2 ;;
+    --set) overrides+=(--set "$2"); shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+config=configs/multi30k_${direction}.yaml
+[ -f "$config" ] || { echo "no recipe $config" >&2; exit 2; }
+BIN=${BIN:-.venv/bin}
+run=runs/multi30k_${direction}
+src=${direction%_*}
+tgt=${direction#*_}
+
+$BIN/seq2seq download multi30k --dir data/multi30k "${mirror[@]}"
+start=$(date +%s)
+$BIN/seq2seq train "$config" --overwrite --set "train.run_dir=$run" "${overrides[@]}"
+minutes=$(( ($(date +%s) - start + 30) / 60 ))
+
+ckpt=$run/best.pt
+[ -f "$run/averaged.pt" ] && ckpt=$run/averaged.pt
+test_src=data/multi30k/test_2016_flickr.$src
+test_ref=data/multi30k/test_2016_flickr.$tgt
+for case in cased lowercase; do
+  flag=()
+  [ "$case" = lowercase ] && flag=(--lowercase)
+  $BIN/seq2seq evaluate "$ckpt" --src "$test_src" --ref "$test_ref" --beam-size 5 --json \
+    "${flag[@]}" > "$run/test_$case.json"
+done
+$BIN/python - "$run" "$direction" "$minutes" "$ckpt" <<'PY'
+import json, sys
+run, direction, minutes, ckpt = sys.argv[1:]
+for case in ("cased", "lowercase"):
+    r = json.load(open(f"{run}/test_{case}.json"))
+    print(f"| {direction.replace('_', '->')} | {case}, beam 5, `{r['bleu_signature']}` "
+          f"| {r['bleu']:.1f} | {r['chrf']:.1f} | {minutes} min | {ckpt} |")
+PY
