@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import resource
 import sys
@@ -46,7 +47,7 @@ from seq2seq.distributed import World
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.transformer import Transformer, build_model, count_parameters
-from seq2seq.runtime import set_threads
+from seq2seq.runtime import physical_cores, set_threads
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 from seq2seq.train import Trainer, TrainState, learning_rate
@@ -96,7 +97,7 @@ def load_multi30k(folder: Path, cache: Path) -> tuple[Tokenizer, EncodedCorpus, 
 
 def training_batches(corpus: EncodedCorpus, batch_tokens: int, seed: int, n: int
                      ) -> list[list[int]]:
-    """The first n batches (sentence indices) of epoch 0, as training draws them; cycled if short."""
+    """The first n batches (sentence indices) of epoch 0 in training's order, cycled if short."""
     batches = token_batches([len(s) for s in corpus.src], [len(t) for t in corpus.tgt],
                             batch_tokens, seed, epoch=0)
     return [batches[i % len(batches)] for i in range(n)]
@@ -169,6 +170,18 @@ def peak_rss_mib() -> float:
 # ---------------------------------------------------------------- the machine's peak
 
 
+def cpu_name() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def matmul_gflops(n: int, dtype: torch.dtype, reps: int) -> float:
     """Best-of-reps GFLOP/s of an (n x n) @ (n x n) product in `dtype` (2 n^3 FLOPs)."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -201,12 +214,7 @@ def bf16_problem() -> str | None:
 
 
 class CountingTranslator(Translator):
-    """A Translator that keeps the token ids it was given and generated, for counting."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.inputs: list[list[int]] = []
-        self.outputs: list[list[int]] = []
+    """A Translator that keeps the token ids of its last translate() call, for counting."""
 
     def translate_ids(self, ids: list[list[int]], beam_size: int, alpha: float, ratio: float,
                       batch_size: int) -> list[list[int]]:
@@ -269,3 +277,238 @@ def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- the whole benchmark
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to run."""
+
+    warmup: int = 5  # untimed training steps per precision
+    steps: int = 30  # timed training steps per precision
+    matmul_n: int = 2048  # side of the square matmul for the peak
+    matmul_reps: int = 5  # best of this many
+    decode_sentences: int = 1000  # test sentences translated (every k-th when fewer than all)
+    step_batch: int = 64  # sentences in the per-step decoding timings
+    step_lengths: tuple[int, ...] = STEP_LENGTHS
+    skip_train: bool = False
+    skip_decode: bool = False
+
+
+def measure(tok: Tokenizer, corpus: EncodedCorpus, test: list[str], model_cfg: ModelConfig,
+            train_cfg: TrainConfig, plan: Plan, log) -> dict:
+    """Matmul peak, training and decoding, in this process; returns a JSON-able dict."""
+    model = reference_model(model_cfg, tok, train_cfg.seed)
+    result = {"threads": torch.get_num_threads(), "physical_cores": physical_cores(),
+              "load_average_at_start": os.getloadavg()[0], "torch": torch.__version__,
+              "cpu": f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}",
+              "model": {**dataclasses.asdict(model_cfg), "vocab_size": tok.vocab_size,
+                        "parameters": count_parameters(model)},
+              "batch_tokens": train_cfg.batch_tokens}
+    del model
+    bf16 = bf16_problem()
+    log(f"matmul peak: {plan.matmul_n}^2, best of {plan.matmul_reps}")
+    peak = {"fp32": matmul_gflops(plan.matmul_n, torch.float32, plan.matmul_reps)}
+    if bf16 is None:
+        peak["bf16"] = matmul_gflops(plan.matmul_n, torch.bfloat16, plan.matmul_reps)
+    result["peak_gflops"], result["bf16_skipped"] = peak, bf16
+    if not plan.skip_train:
+        result["train"] = bench_training(tok, corpus, model_cfg, train_cfg, plan, peak, log)
+    if not plan.skip_decode:
+        result["decode"] = bench_decoding(tok, test, model_cfg, train_cfg.seed, plan, log)
+    result["notes"] = notes(result, len(test))
+    return result
+
+
+def bench_training(tok: Tokenizer, corpus: EncodedCorpus, model_cfg: ModelConfig,
+                   train_cfg: TrainConfig, plan: Plan, peak: dict, log) -> dict:
+    """time_training for each precision in `peak`, a fresh model each, on the same batches."""
+    batches = training_batches(corpus, train_cfg.batch_tokens, train_cfg.seed,
+                               plan.warmup + plan.steps)
+    out = {"rss_before_mib": peak_rss_mib()}
+    for precision in peak:
+        log(f"training {precision}: {plan.warmup} warm-up + {plan.steps} timed steps")
+        cfg = dataclasses.replace(train_cfg, precision=precision)
+        trainer = step_trainer(reference_model(model_cfg, tok, cfg.seed), cfg)
+        row = time_training(trainer, corpus, tok, batches, plan.warmup)
+        row["mfu"] = row["gflops_per_s"] / peak[precision]
+        out[precision] = row
+        del trainer
+    return out
+
+
+def bench_decoding(tok: Tokenizer, test: list[str], model_cfg: ModelConfig, seed: int,
+                   plan: Plan, log) -> dict:
+    """Translate (a strided subset of) `test` greedy and beam 5; then per-step timings."""
+    model = reference_model(model_cfg, tok, seed).eval()
+    stride = max(1, len(test) // max(plan.decode_sentences, 1))
+    subset = test[::stride][: plan.decode_sentences]
+    out = {"search": [], "per_step": []}
+    for beam in (1, 5):
+        log(f"decoding {len(subset)} sentences, beam {beam}")
+        out["search"].append(time_translation(model, tok, subset, beam))
+    ids = tok.encode(test[: plan.step_batch])
+    for beam in (1, 5):
+        log(f"decoding {len(ids)} sentences to lengths {plan.step_lengths}, beam {beam}, no EOS")
+        out["per_step"].append(time_per_step(model, tok, ids, beam, plan.step_lengths))
+    return out
+
+
+def notes(result: dict, n_test: int) -> list[str]:
+    """What a reader needs to know to read the numbers right."""
+    out = ["MFU = training FLOPs (seq2seq.accounting: matrix products only, 3 x forward, real "
+           "lengths, so padding is not useful work) per second / measured matmul peak of the "
+           "same precision and thread count."]
+    peak, load = result["peak_gflops"], result["load_average_at_start"]
+    if load >= 1.0:
+        out.append(f"The 1-minute load average was {load:.1f} when the benchmark started: other "
+                   "processes may have shared the CPU, which makes every number here low and "
+                   "noisy (small decoding steps suffer most).")
+    if result["bf16_skipped"]:
+        out.append(f"bf16 skipped: {result['bf16_skipped']}.")
+    elif peak["bf16"] < peak["fp32"]:
+        out.append("bf16 matmul is slower than fp32 on this CPU: bf16 autocast cannot speed "
+                   "training up here.")
+    if "train" in result:
+        out.append("RSS high-water is the process's peak resident memory (ru_maxrss) so far; "
+                   f"before training it was {result['train']['rss_before_mib']:.0f} MiB "
+                   "(data, tokenizer, and SentencePiece training on a first run).")
+    if "decode" in result:
+        search = result["decode"]["search"]
+        limit = ", ".join(f"{s['at_length_limit']:.0%} ({_search_name(s)})" for s in search)
+        ratio = DecodeConfig().max_len_ratio
+        out.append(f"Decoding uses a RANDOMLY INITIALISED model, which rarely emits EOS: {limit} "
+                   f"of outputs ran to the length limit ({ratio} x source + 10), so sentences/s "
+                   "is a pessimistic bound for a trained model, which stops earlier; ms per "
+                   "step carries over to a trained model of this shape.")
+        if search and search[0]["sentences"] < n_test:
+            n = search[0]["sentences"]
+            eta = ", ".join(f"{n_test / s['sentences_per_s']:.0f} s ({_search_name(s)})"
+                            for s in search)
+            out.append(f"Translated a strided subset, {n} of the {n_test} test sentences; all "
+                       f"{n_test} would take about {eta}.")
+        out.append("Per-step timings: EOS disabled, so every output has exactly L tokens; the "
+                   "encoder pass is subtracted. Flat across L means the key/value cache works.")
+    return out
+
+
+def _search_name(row: dict) -> str:
+    return "greedy" if row["beam_size"] == 1 else f"beam {row['beam_size']}"
+
+
+# ---------------------------------------------------------------- report and command line
+
+
+def format_report(result: dict) -> str:
+    """The result as text tables, one section per measurement, then the notes."""
+    m, peak = result["model"], result["peak_gflops"]
+    lines = [f"seq2seq benchmark: {result['cpu']}, {result['threads']} threads "
+             f"({result['physical_cores']} physical cores), torch {result['torch']}",
+             f"model: d_model {m['d_model']}, {m['encoder_layers']}+{m['decoder_layers']} layers, "
+             f"{m['n_heads']} heads, feed-forward {m['d_ff']}, vocabulary {m['vocab_size']}, "
+             f"tied {m['tie_embeddings']}, dropout {m['dropout']}; {m['parameters']:,} parameters",
+             "matmul peak: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in peak.items())]
+    if "train" in result:
+        lines += ["", f"training, batches of {result['batch_tokens']} target tokens", _table(
+            ("precision", "steps", "tok/s", "s/step", "GFLOP/s", "MFU", "padding", "nll/tok",
+             "RSS high-water MiB"),
+            [(r["precision"], f"{r['warmup_steps']}+{r['steps']}", f"{r['tokens_per_s']:.0f}",
+              f"{r['seconds_per_step']:.2f}", f"{r['gflops_per_s']:.1f}", f"{r['mfu']:.1%}",
+              f"{r['padding_fraction']:.1%}", f"{r['nll_per_token']:.2f}",
+              f"{r['peak_rss_mib']:.0f}")
+             for p, r in result["train"].items() if p in peak])]
+    if "decode" in result:
+        lines += ["", "decoding test_2016_flickr.de, randomly initialised model", _table(
+            ("search", "sentences", "seconds", "sent/s", "tok/s", "at length limit"),
+            [(_search_name(r), str(r["sentences"]), f"{r['seconds']:.1f}",
+              f"{r['sentences_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
+              f"{r['at_length_limit']:.0%}") for r in result["decode"]["search"]])]
+        per_step = result["decode"]["per_step"]
+        lengths = list(per_step[0]["ms_per_step"]) if per_step else []
+        lines += ["", f"ms per decoder step at output length L, batch {per_step[0]['batch']}, "
+                  "EOS disabled", _table(
+                      ("search", *(f"L={n}" for n in lengths), "encoder ms"),
+                      [(_search_name(r), *(f"{r['ms_per_step'][n]:.1f}" for n in lengths),
+                        f"{r['encode_ms']:.1f}") for r in per_step])]
+    return "\n".join(lines + ["", "notes:", *(f"- {n}" for n in result["notes"])])
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Aligned columns: the first left-aligned, the rest right-aligned."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    def line(row):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+    return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (None means sys.argv)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a run of about a minute: fewer steps, sentences and lengths")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON object on stdout (the table goes to stderr)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads; 0 = physical cores (seq2seq.runtime.set_threads)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="timed training steps per precision (default 30, --quick 3)")
+    parser.add_argument("--decode-sentences", type=int, default=0,
+                        help="test sentences to translate (default 1000, --quick 64)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder with Multi30k's train.de, train.en, test_2016_flickr.de")
+    parser.add_argument("--mirror", type=Path, default=None,
+                        help=f"folder of Multi30k .gz files to copy into data/multi30k "
+                             f"(default {DEFAULT_MIRROR} when it exists, else download)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-cache",
+                        help="where the tokenizer and token ids are cached")
+    parser.add_argument("--skip-train", action="store_true", help="no training measurements")
+    parser.add_argument("--skip-decode", action="store_true", help="no decoding measurements")
+    args = parser.parse_args(argv)
+    for name in ("threads", "steps", "decode_sentences"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The Plan for these options: the full run, or --quick, then explicit overrides."""
+    base = Plan(warmup=1, steps=3, matmul_reps=3, decode_sentences=64,
+                step_lengths=(10, 50)) if args.quick else Plan()
+    return dataclasses.replace(
+        base, steps=args.steps or base.steps,
+        decode_sentences=args.decode_sentences or base.decode_sentences,
+        skip_train=args.skip_train, skip_decode=args.skip_decode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the report; returns the exit code."""
+    args = parse_args(argv)
+    log = _log_stderr
+    try:
+        set_threads(args.threads)
+        folder = multi30k_folder(args.data, args.mirror)
+        log(f"data: {folder}; tokenizer and ids cached in {args.cache}")
+        tok, corpus, test = load_multi30k(folder, args.cache)
+        result = measure(tok, corpus, test, ModelConfig(), TrainConfig(device="cpu"),
+                         make_plan(args), log)
+    except Seq2SeqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = format_report(result)
+    if args.json:
+        print(report, file=sys.stderr)
+        print(json.dumps(result, indent=2))
+    else:
+        print(report)
+    return 0
+
+
+def _log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

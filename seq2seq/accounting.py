@@ -20,6 +20,11 @@ def parameter_table(model: Transformer) -> Rows:
     """
     seen: set[int] = set()
     rows = _embedding_rows(model, seen)
+    if not isinstance(model, Transformer):  # e.g. the RNN baseline: one row per component
+        rows += [(name, _count(child, seen)) for name, child in model.named_children()]
+        rows = [(name, n) for name, n in rows if n]
+        rows.append(("total", sum(n for _, n in rows)))
+        return rows
     for i, layer in enumerate(model.encoder):
         rows += _attention_rows(f"encoder.{i} self-attn", layer.self_attn, seen)
         rows.append((f"encoder.{i} feed-forward", _count(layer.ff, seen)))

@@ -88,11 +88,12 @@ def translate(
         lines = list(sentences) if sentences else read_lines(input)
         _write_lines(translator.translate(lines, **options), output)
         return
+    translator.translate([], **options)  # check the options before creating the output file
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
         # A terminal gets an answer per line; a pipe is read in chunks so batches stay dense.
         chunk = 1 if sys.stdin.isatty() else 1000
-        for lines in _chunks(sys.stdin, chunk):
+        for lines in _chunks(sys.stdin.buffer, chunk):
             out.write("".join(t + "\n" for t in translator.translate(lines, **options)))
             out.flush()
     finally:
@@ -101,9 +102,14 @@ def translate(
 
 
 def _chunks(stream, size: int):
-    """Lines of a text stream (terminators stripped), `size` at a time."""
+    """Lines of a binary stream, decoded as UTF-8 (terminators stripped), `size` at a time."""
     lines = []
-    for line in stream:
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:  # the locale's decoder would crash or hide the byte
+            raise Seq2SeqError(f"stdin, line {number}: invalid UTF-8 (byte 0x{raw[e.start]:02x}); "
+                               "re-encode the input as UTF-8") from None
         lines.append(line.rstrip("\r\n"))
         if len(lines) == size:
             yield lines

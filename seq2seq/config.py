@@ -47,7 +47,8 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["transformer"] = "transformer"
+    arch: Literal["transformer", "rnn"] = "transformer"
+    rnn_cell: Literal["gru", "lstm"] = "gru"  # arch rnn: the recurrent cell
     d_model: int = 256
     n_heads: int = 4
     d_ff: int = 1024
@@ -55,7 +56,8 @@ class ModelConfig:
     decoder_layers: int = 3
     dropout: float = 0.1
     attention_dropout: float = 0.0
-    attention: Literal["scaled_dot", "dot", "cosine", "general", "additive"] = "scaled_dot"
+    attention: Literal["scaled_dot", "dot", "cosine", "general", "additive", "none"] = (
+        "scaled_dot")
     norm: Literal["pre", "post"] = "pre"
     tie_embeddings: bool = True  # target embedding = output layer weights
     share_embeddings: bool = True  # source and target embeddings shared (joint vocabulary only)
@@ -73,6 +75,17 @@ class ModelConfig:
         _require(0.0 <= self.attention_dropout < 1.0, "model.attention_dropout",
                  "must lie in [0, 1)")
         _require(self.max_positions >= 8, "model.max_positions", "must be >= 8")
+        if self.arch == "rnn":
+            _require(self.attention in ("dot", "general", "additive", "none"), "model.attention",
+                     f"must be dot, general, additive or none for model.arch rnn, "
+                     f"got {self.attention}")
+            _require(self.d_model % 2 == 0, "model.d_model",
+                     f"({self.d_model}) must be even for model.arch rnn (the bidirectional "
+                     "encoder gives each direction half)")
+        else:
+            _require(self.attention != "none", "model.attention",
+                     "none needs model.arch rnn (a Transformer reads the source only through "
+                     "attention)")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ def info(
     typer.echo(_describe(config))
     typer.echo(vocab_note + "\n")
     typer.echo(format_table(parameter_table(model), header=("component", "parameters")))
+    if config.model.arch != "transformer":
+        typer.echo("\nFLOPs are counted for model.arch transformer only.")
+        return
     flops = flops_per_target_token(model, src_len, tgt_len)
     typer.echo(f"\nFLOPs per target token at {src_len} source / {tgt_len} target tokens\n"
                "(2 per multiply-add of every matrix product; decoder self-attention counted "
@@ -58,7 +61,7 @@ def _model_from_config(path: Path) -> tuple["Transformer", "Config", str]:
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.model.transformer import build_model
+    from seq2seq.model.build import build_model
     from seq2seq.prepare import tokenizer_paths
     from seq2seq.tokenizer import PAD_ID, Tokenizer
 
@@ -95,6 +98,9 @@ def _model_from_checkpoint(path: Path) -> tuple["Transformer", "Config", str]:
 
 def _describe(config: "Config") -> str:
     m = config.model
+    if m.arch == "rnn":
+        return (f"model: rnn ({m.rnn_cell}), hidden {m.d_model}, {m.encoder_layers} encoder + "
+                f"{m.decoder_layers} decoder layers, {m.attention} attention")
     return (f"model: d_model {m.d_model}, {m.n_heads} heads, d_ff {m.d_ff}, "
             f"{m.encoder_layers} encoder + {m.decoder_layers} decoder layers, "
             f"{m.attention} attention, {m.norm}-norm")

@@ -1,6 +1,7 @@
 """A run directory: checkpoints, the resolved config, metrics.jsonl. No surprise overwrites."""
 
 import json
+import os
 from pathlib import Path
 
 from seq2seq.checkpoint import save_checkpoint
@@ -55,6 +56,17 @@ class RunDir:
         path = self.path / "metrics.jsonl"
         if not self.writer or not path.is_file():
             return
-        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        rows = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                if (row := _row(line)) is not None and row.get("step", 0) <= step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, path)  # a kill mid-write leaves the old file, never half of it
+
+
+def _row(line: str) -> dict | None:
+    """One metrics row, or None for a blank line or one torn by a crash mid-append."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) else None

@@ -23,7 +23,8 @@ from seq2seq.config import Config, dump_config, parse_duration
 from seq2seq.data import Batch, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
-from seq2seq.model.transformer import build_model, count_parameters
+from seq2seq.model.build import build_model
+from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import load_or_prepare, load_training_data
 from seq2seq.run_dir import RunDir
 from seq2seq.runtime import autocast, resolve_device, set_threads

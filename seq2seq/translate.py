@@ -9,7 +9,8 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config, DecodeConfig, from_dict
 from seq2seq.data import make_source
 from seq2seq.errors import Seq2SeqError
-from seq2seq.model.transformer import Transformer, build_model
+from seq2seq.model.build import build_model
+from seq2seq.model.transformer import Transformer
 from seq2seq.runtime import resolve_device
 from seq2seq.search import Hypotheses, beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer

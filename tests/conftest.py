@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.model.transformer import build_model
+from seq2seq.model.build import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAD, UNK, BOS, EOS = 0, 1, 2, 3

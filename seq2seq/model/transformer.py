@@ -52,7 +52,10 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():
             if p.dim() == 2 and "embed" not in name:
                 nn.init.xavier_uniform_(p)
-        for embed in {self.src_embed, self.tgt_embed}:
+        # A list, not a set: a set's order varies between processes and would break seeding.
+        shared = self.src_embed is self.tgt_embed
+        embeds = [self.tgt_embed] + ([] if shared else [self.src_embed])
+        for embed in embeds:
             nn.init.normal_(embed.weight, 0.0, self.d_model**-0.5)
             with torch.no_grad():
                 embed.weight[self.pad_id].zero_()

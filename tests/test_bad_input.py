@@ -1,0 +1,287 @@
+"""Bad input at the command line: one clear line on stderr, exit code 2, nothing written.
+
+The CLI runs in this process (`seq2seq.cli.main` with sys.argv and sys.stdin replaced), so
+a test costs no interpreter start; an uncaught exception, which would print a traceback
+from the real command, fails the test.  tests/test_data.py and tests/test_config.py check
+the library messages; test_cli.py runs a few of these errors in a real subprocess.
+"""
+
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import main
+from seq2seq.config import load_config
+from seq2seq.train import train
+from tests.conftest import tiny_config_yaml, write_slice
+
+SNOWMAN = "\u2603 \u6f22\u5b57"  # characters the toy tokenizer never saw
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli(capfd, monkeypatch, *args, stdin: bytes = b"") -> Result:
+    """Run `seq2seq ARGS` in-process; stdout and stderr are captured at the file level."""
+    capfd.readouterr()
+    monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    out, err = capfd.readouterr()
+    return Result(code, out, err)
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    lines = result.err.strip().splitlines()
+    assert result.code == 2, result
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def checkpoints(run: Path) -> list[str]:
+    return sorted(p.name for p in run.glob("*.pt")) if run.exists() else []
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A two-step tiny model: (best.pt, the toy slice it was trained on)."""
+    tmp = tmp_path_factory.mktemp("bad_input")
+    data = write_slice(tmp)
+    run = train(load_config(tiny_config_yaml(tmp, data, max_steps=2, eval_every=2)),
+                progress=False)
+    return run / "best.pt", data
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A fresh copy of the toy slice that a test may damage."""
+    return write_slice(tmp_path, n_train=60, n_dev=8)
+
+
+def config_for(tmp_path: Path, data: Path) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    return tiny_config_yaml(tmp_path, data, max_steps=1, eval_every=1)
+
+
+# ---------------------------------------------------------------- training data
+
+
+def damage_missing(data: Path) -> list[str]:
+    (data / "train.tgt").unlink()
+    return ["file not found", "train.tgt"]
+
+
+def damage_missing_dev(data: Path) -> list[str]:
+    (data / "dev.src").unlink()
+    return ["file not found", "dev.src"]
+
+
+def damage_line_counts(data: Path) -> list[str]:
+    lines = (data / "train.tgt").read_text().splitlines()
+    (data / "train.tgt").write_text("\n".join(lines[:-3]) + "\n")
+    return [f"{data / 'train.src'} has 60 lines", f"{data / 'train.tgt'} has 57"]
+
+
+def damage_empty(data: Path) -> list[str]:
+    (data / "train.src").write_text("")
+    (data / "train.tgt").write_text("")
+    return ["no sentence pairs", "train.src", "train.tgt"]
+
+
+def damage_utf8(data: Path) -> list[str]:
+    lines = (data / "train.src").read_bytes().split(b"\n")
+    lines[4] = "Gr\u00fc\u00dfe".encode("latin-1")
+    (data / "train.src").write_bytes(b"\n".join(lines))
+    return [f"{data / 'train.src'}, line 5: invalid UTF-8"]
+
+
+def damage_dev_utf8(data: Path) -> list[str]:
+    (data / "dev.tgt").write_bytes(b"ok\n\xff\xfe\n" * 4)
+    return [f"{data / 'dev.tgt'}, line 2: invalid UTF-8"]
+
+
+@pytest.mark.parametrize("damage", [damage_missing, damage_missing_dev, damage_line_counts,
+                                    damage_empty, damage_utf8, damage_dev_utf8])
+def test_bad_training_data_is_one_line_and_writes_no_checkpoint(
+        damage, corpus, tmp_path, capfd, monkeypatch):
+    fragments = damage(corpus)
+    result = cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress")
+    assert_one_line_error(result, *fragments)
+    assert checkpoints(tmp_path / "run") == []
+    if "dev" not in damage.__name__:  # the training text is read before anything is written
+        assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_training_file(corpus, tmp_path, capfd, monkeypatch):
+    (corpus / "train.src").chmod(0)
+    try:
+        result = cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress")
+    finally:
+        (corpus / "train.src").chmod(0o644)
+    assert_one_line_error(result, "cannot read", "train.src")
+    assert checkpoints(tmp_path / "run") == []
+
+
+def test_empty_lines_are_dropped_counted_and_logged(corpus, tmp_path, capfd, monkeypatch):
+    src = (corpus / "train.src").read_text().splitlines()
+    tgt = (corpus / "train.tgt").read_text().splitlines()
+    src[3], tgt[10], src[20], tgt[20] = "", "   ", "", ""  # three pairs lose a side
+    (corpus / "train.src").write_text("\n".join(src) + "\n\n")  # and a blank last line
+    (corpus / "train.tgt").write_text("\n".join(tgt) + "\n\n")
+    result = cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress")
+    assert result.code == 0, result.err
+    assert "data: 57 training pairs; dropped 4 with an empty side" in result.out
+    assert checkpoints(tmp_path / "run") == ["best.pt", "last.pt"]
+
+
+def test_crlf_corpus_trains_like_lf(corpus, tmp_path, capfd, monkeypatch):
+    lf = cli(capfd, monkeypatch, "train", config_for(tmp_path / "lf", corpus), "--no-progress")
+    assert lf.code == 0, lf.err
+    crlf = tmp_path / "crlf"
+    crlf.mkdir()
+    for path in corpus.iterdir():
+        (crlf / path.name).write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    result = cli(capfd, monkeypatch, "train", config_for(tmp_path, crlf), "--no-progress")
+    assert result.code == 0, result.err
+    assert "data: 60 training pairs; dropped 0" in result.out
+    weights = load_checkpoint(tmp_path / "run/last.pt")["model"]
+    lf_weights = load_checkpoint(tmp_path / "lf/run/last.pt")["model"]
+    assert all(torch.equal(weights[k], lf_weights[k]) for k in lf_weights)
+
+
+# ---------------------------------------------------------------- config files
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (lambda text: text.replace("  d_model: 32", "  d_model: [32"), ["invalid YAML at line 9"]),
+    (lambda text: text.replace("  d_ff: 64", "  d_fff: 64"), ["unknown key 'd_fff'", "d_ff"]),
+    (lambda text: text.replace("  n_heads: 4", "  n_heads: four"),
+     ["model.n_heads: expected int, got str"]),
+    (lambda text: text.replace("  lr: 0.003", "  lr: -0.003"), ["train.lr must be > 0"]),
+    (lambda text: text.replace("  beam_size: 2", "  beam_size: 0"), ["decode.beam_size"]),
+    (lambda text: text.replace("  n_heads: 4", "  n_heads: 5"),
+     ["model.d_model", "divisible by model.n_heads (5)"]),
+])
+def test_bad_config_file_is_one_line_and_creates_nothing(
+        edit, fragments, corpus, tmp_path, capfd, monkeypatch):
+    path = config_for(tmp_path, corpus)
+    path.write_text(edit(path.read_text()))
+    result = cli(capfd, monkeypatch, "train", path, "--no-progress")
+    assert_one_line_error(result, str(path), *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_config(corpus, tmp_path, capfd, monkeypatch):
+    path = config_for(tmp_path, corpus)
+    path.chmod(0)
+    try:
+        result = cli(capfd, monkeypatch, "train", path)
+    finally:
+        path.chmod(0o644)
+    assert_one_line_error(result, "cannot read config")
+
+
+# ---------------------------------------------------------------- translate
+
+
+def test_translate_missing_or_invalid_input_writes_no_output(trained, tmp_path, capfd,
+                                                              monkeypatch):
+    ckpt, _ = trained
+    out = tmp_path / "out.txt"
+    missing = cli(capfd, monkeypatch, "translate", ckpt, "-i", tmp_path / "nope.txt", "-o", out)
+    assert_one_line_error(missing, "file not found", "nope.txt")
+    (tmp_path / "latin1.txt").write_bytes(b"the dog .\n" + "Gr\u00fc\u00dfe\n".encode("latin-1"))
+    latin1 = cli(capfd, monkeypatch, "translate", ckpt, "-i", tmp_path / "latin1.txt", "-o", out)
+    assert_one_line_error(latin1, "latin1.txt, line 2: invalid UTF-8")
+    assert not out.exists()
+
+
+def test_translate_invalid_utf8_on_stdin_names_the_line(trained, tmp_path, capfd, monkeypatch):
+    ckpt, _ = trained
+    out = tmp_path / "out.txt"
+    result = cli(capfd, monkeypatch, "translate", ckpt, "-o", out,
+                 stdin=b"the dog .\n\xff\xfe the cat\n")
+    assert_one_line_error(result, "stdin, line 2: invalid UTF-8")
+    assert not out.exists() or out.read_text() == ""
+
+
+@pytest.mark.parametrize("args", [["the dog sleeps ."], ["-i", "IN"], []])
+def test_translate_beam_size_zero(args, trained, tmp_path, capfd, monkeypatch):
+    ckpt, _ = trained
+    (tmp_path / "in.txt").write_text("the dog sleeps .\n")
+    args = [str(tmp_path / "in.txt") if a == "IN" else a for a in args]
+    out = tmp_path / "out.txt"
+    result = cli(capfd, monkeypatch, "translate", ckpt, *args, "--beam-size", "0", "-o", out,
+                 stdin=b"the dog sleeps .\n")
+    assert_one_line_error(result, "beam size")
+    assert not out.exists()
+
+
+def test_translate_empty_stdin_prints_nothing(trained, capfd, monkeypatch):
+    ckpt, _ = trained
+    result = cli(capfd, monkeypatch, "translate", ckpt)
+    assert (result.code, result.out, result.err) == (0, "", "")
+
+
+def test_translate_spaces_unseen_characters_and_overlong_input(trained, capfd, monkeypatch):
+    ckpt, _ = trained
+    long = " ".join(["the big dog sees two cats ."] * 40)  # far over the 128 positions
+    result = cli(capfd, monkeypatch, "translate", ckpt, "   ", SNOWMAN, long, "--beam-size", "2")
+    assert result.code == 0, result.err
+    lines = result.out.split("\n")
+    assert len(lines) == 4 and lines[0] == "" and lines[3] == ""  # one line per input line
+    assert lines[2].strip()  # something came out of the truncated sentence
+    assert result.err.strip() == ("warning: 1 sentence(s) longer than the model's 127 tokens "
+                                  "were truncated")
+
+
+def test_translate_unseen_characters_from_stdin(trained, capfd, monkeypatch):
+    ckpt, _ = trained
+    result = cli(capfd, monkeypatch, "translate", ckpt, stdin=f"{SNOWMAN}\n  \n".encode())
+    assert result.code == 0, result.err
+    assert len(result.out.split("\n")) == 3 and result.out.split("\n")[1:] == ["", ""]
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def test_evaluate_hypotheses_of_another_length(trained, tmp_path, capfd, monkeypatch):
+    ckpt, data = trained
+    hyp, out = tmp_path / "hyp.txt", tmp_path / "scored.txt"
+    hyp.write_text("".join(line + "\n" for line in (data / "test.tgt").read_text()
+                           .splitlines()[:-1]))
+    result = cli(capfd, monkeypatch, "evaluate", ckpt, "--hyp", hyp, "--ref", data / "test.tgt",
+                 "-o", out)
+    assert_one_line_error(result, f"{hyp} has 39 lines", f"{data / 'test.tgt'} has 40")
+    assert not out.exists()
+
+
+def test_evaluate_source_of_another_length_and_missing_files(trained, tmp_path, capfd,
+                                                            monkeypatch):
+    ckpt, data = trained
+    src, out = tmp_path / "short.src", tmp_path / "scored.txt"
+    src.write_text("the dog .\n")
+    result = cli(capfd, monkeypatch, "evaluate", ckpt, "--src", src, "--ref", data / "test.tgt",
+                 "-o", out)
+    assert_one_line_error(result, f"{src} has 1 lines", "has 40")
+    missing = cli(capfd, monkeypatch, "evaluate", ckpt, "--hyp", tmp_path / "nope.txt",
+                  "--ref", data / "test.tgt", "-o", out)
+    assert_one_line_error(missing, "file not found", "nope.txt")
+    assert not out.exists()

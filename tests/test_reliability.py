@@ -1,0 +1,339 @@
+"""Reliability: kill safety, SIGINT/SIGTERM, exact resume, run-dir protection, non-finite loss.
+
+Every run is the tiny model on a slice of the toy data; in-process runs use the library
+(`seq2seq.train.train`), the kill and signal tests a real `python -m seq2seq` process.
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import seq2seq.loss
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import load_config
+from seq2seq.errors import Seq2SeqError
+from seq2seq.train import Interrupted, train
+from tests.conftest import ROOT, tiny_config_yaml, write_slice
+from tests.test_bad_input import assert_one_line_error, cli
+
+DROPOUT = ["model.dropout=0.3", "model.attention_dropout=0.1"]  # so RNG state matters
+
+
+def fit(config: Path, *overrides: str, resume: bool = False) -> Path:
+    return train(load_config(config, list(overrides)), resume=resume, progress=False)
+
+
+def config_in(folder: Path, data: Path, **train_keys) -> Path:
+    """tiny_config_yaml in its own folder, so runs in one test do not share files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return tiny_config_yaml(folder, data, **train_keys)
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(run: Path) -> list[tuple[int, int, float]]:
+    """(step, epoch, train_loss) of every training row of metrics.jsonl."""
+    return [(r["step"], r["epoch"], r["train_loss"]) for r in metrics(run) if "train_loss" in r]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def nan_loss_on(monkeypatch, bad_calls) -> None:
+    """Make the training loss NaN on the given training forward passes (1-based)."""
+    real, calls = seq2seq.loss.smoothed_loss, []
+
+    def poisoned(logits, target, eps):
+        loss, nll = real(logits, target, eps)
+        if torch.is_grad_enabled():  # validation runs without grad and stays finite
+            calls.append(None)
+            if bad_calls(len(calls)):
+                return loss * float("nan"), nll * float("nan")
+        return loss, nll
+
+    monkeypatch.setattr(seq2seq.loss, "smoothed_loss", poisoned)
+
+
+# ---------------------------------------------------------------- exact resume
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[Path, Path, int]:
+    """8 steps in one go over a 20-pair corpus: (data, run dir, steps per epoch)."""
+    tmp = tmp_path_factory.mktemp("straight")
+    data = write_slice(tmp, n_train=20, n_dev=8)
+    run = fit(config_in(tmp, data, max_steps=8, log_every=1, eval_every=100,
+                        batch_tokens=150), *DROPOUT)
+    epochs = [epoch for _, epoch, _ in train_losses(run)]
+    assert len(epochs) == 8 and epochs[-1] >= 1, epochs  # the run crosses an epoch boundary
+    return data, run, epochs.index(1)
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "epoch end", "after epoch end"])
+def test_resume_is_bit_identical_to_training_straight(straight, where, tmp_path):
+    data, straight_run, per_epoch = straight
+    n = {"mid-epoch": per_epoch - 1, "epoch end": per_epoch, "after epoch end": per_epoch + 1}
+    config = config_in(tmp_path, data, max_steps=n[where], log_every=1, eval_every=100,
+                       batch_tokens=150)
+    run = fit(config, *DROPOUT)
+    assert load_checkpoint(run / "last.pt")["step"] == n[where]
+    fit(config, *DROPOUT, "train.max_steps=8", resume=True)
+    assert train_losses(run) == train_losses(straight_run)
+    assert_same_weights(load_checkpoint(run / "last.pt")["model"],
+                        load_checkpoint(straight_run / "last.pt")["model"])
+
+
+def test_resume_survives_a_torn_metrics_row(tmp_path):
+    """A crash (or power loss) mid-append leaves half a row; resume must not trip on it."""
+    data = write_slice(tmp_path, n_train=60, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=2, log_every=1)
+    run = fit(config)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "elapsed": 0.1, "train_lo')
+    fit(config, "train.max_steps=3", resume=True)
+    assert [r["step"] for r in metrics(run) if "train_loss" in r] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_step_finishes_that_step_then_saves_last(signum, tmp_path, monkeypatch):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    three = fit(config_in(tmp_path / "three", data, max_steps=3, log_every=1, eval_every=100))
+    run = tmp_path / "stopped/run"
+    config = config_in(tmp_path / "stopped", data, max_steps=1000, log_every=1, eval_every=100)
+    real, calls = seq2seq.loss.smoothed_loss, []
+
+    def signalling(logits, target, eps):
+        if torch.is_grad_enabled():
+            calls.append(None)
+            if len(calls) == 3:
+                signal.raise_signal(signum)  # arrives during the forward pass of step 3
+        return real(logits, target, eps)
+
+    monkeypatch.setattr(seq2seq.loss, "smoothed_loss", signalling)
+    handler = signal.getsignal(signum)
+    with pytest.raises(Interrupted) as stop:
+        fit(config)
+    assert signal.getsignal(signum) is handler  # restored
+    message = str(stop.value)
+    assert "--resume" in message and "\n" not in message and "step 3" in message
+    last = load_checkpoint(run / "last.pt")
+    assert last["step"] == 3 and last["train_state"]["progress"]["step"] == 3
+    assert [r["step"] for r in metrics(run)] == [1, 2, 3]
+    # Step 3 ran to its end: the weights are those of a run told to stop after 3 steps.
+    assert_same_weights(last["model"], load_checkpoint(three / "last.pt")["model"])
+
+
+def command_env() -> dict[str, str]:
+    """The environment for `python -m seq2seq`: this checkout first, one thread, no buffering."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def spawn(*args: str, log: Path) -> subprocess.Popen:
+    """`python -m seq2seq ARGS` in the background; stdout and stderr go to log.out, log.err."""
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+        return subprocess.Popen([sys.executable, "-m", "seq2seq", *args], cwd=ROOT,
+                                env=command_env(), stdout=out, stderr=err)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended early (exit {proc.returncode})"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def rows_written(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_the_train_command_saves_and_exits_130(signum, tmp_path):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=100_000, log_every=1,
+                              eval_every=100_000)
+    run, log = tmp_path / "run", tmp_path / "train"
+    proc = spawn("train", str(config), "--no-progress", log=log)
+    try:
+        wait_for(lambda: rows_written(run) >= 2, proc)  # inside the training loop
+        proc.send_signal(signum)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    err = Path(f"{log}.err").read_text()
+    assert code == 130, err
+    assert len(err.strip().splitlines()) == 1 and "--resume" in err, err
+    assert "Traceback" not in err
+    last = load_checkpoint(run / "last.pt")
+    assert "train_state" in last
+    assert last["step"] == metrics(run)[-1]["step"] >= 2  # the step in flight was finished
+    assert f"interrupted at step {last['step']};" in err
+
+
+# ---------------------------------------------------------------- SIGKILL
+
+
+def test_sigkill_at_random_moments_leaves_loadable_checkpoints(tmp_path):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=100_000, log_every=1, eval_every=1,
+                              eval_max_sentences=2, keep_best=2)
+    run, steps = tmp_path / "run", [0]
+    for kill in range(4):
+        resume = ["--resume"] if kill else []
+        proc = spawn("train", str(config), "--no-progress", *resume, log=tmp_path / f"k{kill}")
+        log = tmp_path / f"k{kill}.out"
+        try:
+            if kill:  # kill it while it trains, not while Python starts
+                wait_for(lambda: "resumed from" in log.read_text(), proc)
+            else:  # the first run must have written a checkpoint to be resumable
+                wait_for(lambda: (run / "last.pt").is_file(), proc)
+            time.sleep(rng.uniform(0.0, 1.0))
+        finally:
+            proc.kill()
+            proc.wait()
+        where = f"(kill {kill}, random seed {seed})"
+        last = load_checkpoint(run / "last.pt")
+        load_checkpoint(run / "best.pt")
+        assert "train_state" in last, where
+        assert last["step"] >= steps[-1], where
+        steps.append(last["step"])
+    # After the last kill the run still resumes and finishes cleanly.
+    final = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "train", str(config), "--no-progress", "--resume",
+         "--set", f"train.max_steps={steps[-1] + 2}"], cwd=ROOT, capture_output=True, text=True,
+        env=command_env(), timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert load_checkpoint(run / "last.pt")["step"] == steps[-1] + 2
+    train_steps = [r["step"] for r in metrics(run) if "train_loss" in r]
+    assert train_steps == list(range(1, steps[-1] + 3)), f"steps {steps}, seed {seed}"
+
+
+# ---------------------------------------------------------------- the run directory
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished 4-step run with best-K checkpoints: (its config, its run dir)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    data = write_slice(tmp, n_train=60, n_dev=8)
+    config = tiny_config_yaml(tmp, data, max_steps=4, log_every=1, eval_every=2, keep_best=2)
+    return config, fit(config)
+
+
+@pytest.fixture
+def copy_of(finished, tmp_path) -> tuple[Path, Path]:
+    """The finished run copied, with a config pointing at the copy."""
+    config, run = finished
+    shutil.copytree(run, tmp_path / "run")
+    text = config.read_text().replace(str(run), str(tmp_path / "run"))
+    (tmp_path / "tiny.yaml").write_text(text)
+    return tmp_path / "tiny.yaml", tmp_path / "run"
+
+
+def snapshot(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_checkpoints_refuse_a_fresh_start_and_overwrite_starts_afresh(
+        copy_of, capfd, monkeypatch):
+    config, run = copy_of
+    before, old_rows = snapshot(run), train_losses(run)
+    assert {"best-step2.pt", "best-step4.pt"} <= before.keys()
+    refused = cli(capfd, monkeypatch, "train", config, "--no-progress")
+    assert_one_line_error(refused, "already holds checkpoints", "--resume", "--overwrite")
+    both = cli(capfd, monkeypatch, "train", config, "--resume", "--overwrite")
+    assert_one_line_error(both, "exclude each other")
+    assert snapshot(run) == before
+    again = cli(capfd, monkeypatch, "train", config, "--no-progress", "--overwrite",
+                "--set", "train.max_steps=2")
+    assert again.code == 0, again.err
+    assert train_losses(run) == old_rows[:2]  # from step 1, as the first run did
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    assert "best-step4.pt" not in snapshot(run)
+
+
+def test_resume_with_another_model_shape_names_the_key(copy_of, capfd, monkeypatch):
+    config, run = copy_of
+    before = snapshot(run)
+    result = cli(capfd, monkeypatch, "train", config, "--resume", "--no-progress",
+                 "--set", "model.d_model=64", "--set", "train.max_steps=6")
+    assert_one_line_error(result, "model.d_model: 32 -> 64", "--resume")
+    assert snapshot(run) == before
+
+
+def test_resume_without_last_pt_is_a_clear_error(copy_of, tmp_path, capfd, monkeypatch):
+    config, _ = copy_of
+    empty = tmp_path / "elsewhere"
+    result = cli(capfd, monkeypatch, "train", config, "--resume", "--no-progress",
+                 "--set", f"train.run_dir={empty}")
+    assert_one_line_error(result, f"no {empty / 'last.pt'} to resume from")
+    assert not empty.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: shutil.copy(run / "best.pt", run / "last.pt"), "holds no training state"),
+    (lambda run: (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:5000]),
+     "not a readable checkpoint"),
+])
+def test_resume_from_an_unusable_last_pt(damage, message, copy_of, capfd, monkeypatch):
+    config, run = copy_of
+    damage(run)
+    before = snapshot(run)
+    result = cli(capfd, monkeypatch, "train", config, "--resume", "--no-progress",
+                 "--set", "train.max_steps=6")
+    assert_one_line_error(result, "last.pt", message)
+    assert snapshot(run) == before
+
+
+# ---------------------------------------------------------------- non-finite loss
+
+
+def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch, capfd):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=5, log_every=1, eval_every=100,
+                              max_nonfinite=3)
+    nan_loss_on(monkeypatch, lambda call: call in (3, 4))
+    run = fit(config)
+    out = capfd.readouterr().out
+    assert "step 3: non-finite loss, update skipped (1 in a row)" in out
+    assert "step 3: non-finite loss, update skipped (2 in a row)" in out
+    last = load_checkpoint(run / "last.pt")
+    progress = last["train_state"]["progress"]
+    assert last["step"] == 5 and progress["nonfinite_total"] == 2
+    assert progress["nonfinite_in_row"] == 0 and progress["steps_in_epoch"] == 7
+    assert all(torch.isfinite(w).all() for w in last["model"].values())
+    losses = train_losses(run)
+    assert [s for s, _, _ in losses] == [1, 2, 3, 4, 5]
+    assert all(torch.isfinite(torch.tensor(loss)) for _, _, loss in losses)
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_training(tmp_path, monkeypatch):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=50, eval_every=1, max_nonfinite=3)
+    nan_loss_on(monkeypatch, lambda call: call >= 3)
+    with pytest.raises(Seq2SeqError, match="not finite for 3 steps in a row at step 2; lower"):
+        fit(config)
+    last = load_checkpoint(tmp_path / "run/last.pt")  # the last good step, nothing after it
+    assert last["step"] == 2
+    assert all(torch.isfinite(w).all() for w in last["model"].values())
