@@ -46,7 +46,8 @@ from seq2seq.data import (
 from seq2seq.distributed import World
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
-from seq2seq.model.transformer import Transformer, build_model, count_parameters
+from seq2seq.model.build import build_model
+from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.runtime import physical_cores, set_threads
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
@@ -104,7 +105,10 @@ def training_batches(corpus: EncodedCorpus, batch_tokens: int, seed: int, n: int
 
 
 def reference_model(cfg: ModelConfig, tok: Tokenizer, seed: int) -> Transformer:
-    """A freshly initialised model of shape `cfg` over the joint vocabulary of `tok`."""
+    """A freshly initialised model of shape `cfg` over the joint vocabulary of `tok`.
+
+    Built by the build_model that training and Translator use.
+    """
     torch.manual_seed(seed)
     return build_model(cfg, tok.vocab_size, tok.vocab_size, tok.pad_id, joint_vocab=True)
 
@@ -358,9 +362,7 @@ def bench_decoding(tok: Tokenizer, test: list[str], model_cfg: ModelConfig, seed
 
 def notes(result: dict, n_test: int) -> list[str]:
     """What a reader needs to know to read the numbers right."""
-    out = ["MFU = training FLOPs (seq2seq.accounting: matrix products only, 3 x forward, real "
-           "lengths, so padding is not useful work) per second / measured matmul peak of the "
-           "same precision and thread count."]
+    out = []
     peak, load = result["peak_gflops"], result["load_average_at_start"]
     if load >= 1.0:
         out.append(f"The 1-minute load average was {load:.1f} when the benchmark started: other "
@@ -372,6 +374,9 @@ def notes(result: dict, n_test: int) -> list[str]:
         out.append("bf16 matmul is slower than fp32 on this CPU: bf16 autocast cannot speed "
                    "training up here.")
     if "train" in result:
+        out.append("MFU = training FLOPs (seq2seq.accounting: matrix products only, 3 x forward, "
+                   "real lengths, so padding is not useful work) per second / the measured "
+                   "matmul peak of the same precision and thread count.")
         out.append("RSS high-water is the process's peak resident memory (ru_maxrss) so far; "
                    f"before training it was {result['train']['rss_before_mib']:.0f} MiB "
                    "(data, tokenizer, and SentencePiece training on a first run).")

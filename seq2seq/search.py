@@ -75,10 +75,12 @@ def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int
                 tokens[row].append(tok)
             if tok != eos_id and len(tokens[row]) < limits[row]:
                 keep.append(i)
-        index = torch.tensor(keep, dtype=torch.long, device=src.device)
-        rows, last = rows[index], best[index].unsqueeze(1)  # (N', 1)
-        memory, src_mask = memory[index], src_mask[index]
-        cache.select(index)
+        last = best.unsqueeze(1)  # (N, 1)
+        if len(keep) < len(rows):  # drop finished rows; reorder nothing on most steps
+            index = torch.tensor(keep, dtype=torch.long, device=src.device)
+            rows, last = rows[index], last[index]  # (N', 1)
+            memory, src_mask = memory[index], src_mask[index]
+            cache.select(index)
     return Hypotheses(tokens, scores)
 
 

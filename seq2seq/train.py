@@ -20,7 +20,7 @@ from tqdm import tqdm
 from seq2seq import distributed as dist
 from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
 from seq2seq.config import Config, dump_config, parse_duration
-from seq2seq.data import Batch, make_batch, shard, token_batches
+from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
@@ -74,6 +74,7 @@ class Trainer:
         with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
             self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
         self.data = load_training_data(config, self.src_tok, self.tgt_tok, self.log)
+        self._fit_data_to_positions()
         self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
         self.model.to(self.device)
@@ -87,6 +88,23 @@ class Trainer:
         self.run.write_config(config, dump_config)
         self.log(f"model: {count_parameters(self.model):,} parameters; device {self.device}, "
                  f"{self.threads} threads, {self.cfg.precision}, world size {self.world.size}")
+
+    def _fit_data_to_positions(self) -> None:
+        """Drop pairs longer than the model's positions (data.max_len may allow them).
+
+        Dev pairs leave the validation loss only; BLEU translates them truncated. With no
+        training pair left the loop would never take a step, so that is an error.
+        """
+        limit = self.config.model.max_positions - 1  # each side gains one token: EOS or BOS
+        self.data.train, long_train = filter_long(self.data.train, limit)
+        self.data.dev, long_dev = filter_long(self.data.dev, limit)
+        if long_train or long_dev:
+            self.log(f"data: dropped {long_train} training and {long_dev} validation pairs "
+                     f"longer than model.max_positions - 1 = {limit} tokens")
+        if not self.data.train.src:
+            raise Seq2SeqError(f"no training pairs left: all are longer than data.max_len="
+                               f"{self.config.data.max_len} tokens or model.max_positions - 1 = "
+                               f"{limit}; raise them or check the training files")
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.world.active:
@@ -204,7 +222,7 @@ class Trainer:
         bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
                    disable=not self.progress, unit="step", dynamic_ncols=True)
         window = _Window(self.state.step)
-        reason = None
+        reason = self._stop_reason(budget, stopper)  # a resumed run may be at its limit already
         with stopper:
             while reason is None:
                 steps = self.epoch_steps()
@@ -229,8 +247,7 @@ class Trainer:
                 else:
                     self.state.epoch += 1
                     self.state.steps_in_epoch = 0
-                    if self.cfg.max_epochs and self.state.epoch >= self.cfg.max_epochs:
-                        reason = f"max_epochs={self.cfg.max_epochs}"
+                    reason = self._stop_reason(budget, stopper)
         bar.close()
         return self._finish(reason, start)
 
@@ -251,6 +268,8 @@ class Trainer:
             reason = "signal"
         elif self.cfg.max_steps and s.step >= self.cfg.max_steps:
             reason = f"max_steps={self.cfg.max_steps}"
+        elif self.cfg.max_epochs and s.epoch >= self.cfg.max_epochs:
+            reason = f"max_epochs={self.cfg.max_epochs}"
         elif budget and s.elapsed + s.last_eval_seconds >= budget:
             reason = f"max_time={self.cfg.max_time}"
         elif self.cfg.patience and s.bad_evals >= self.cfg.patience:

@@ -91,6 +91,12 @@ def damage_missing_dev(data: Path) -> list[str]:
     return ["file not found", "dev.src"]
 
 
+def damage_directory(data: Path) -> list[str]:
+    (data / "train.src").unlink()
+    (data / "train.src").mkdir()  # unreadable even for root, unlike chmod 000
+    return ["cannot read", "train.src"]
+
+
 def damage_line_counts(data: Path) -> list[str]:
     lines = (data / "train.tgt").read_text().splitlines()
     (data / "train.tgt").write_text("\n".join(lines[:-3]) + "\n")
@@ -115,8 +121,9 @@ def damage_dev_utf8(data: Path) -> list[str]:
     return [f"{data / 'dev.tgt'}, line 2: invalid UTF-8"]
 
 
-@pytest.mark.parametrize("damage", [damage_missing, damage_missing_dev, damage_line_counts,
-                                    damage_empty, damage_utf8, damage_dev_utf8])
+@pytest.mark.parametrize("damage", [damage_missing, damage_missing_dev, damage_directory,
+                                    damage_line_counts, damage_empty, damage_utf8,
+                                    damage_dev_utf8])
 def test_bad_training_data_is_one_line_and_writes_no_checkpoint(
         damage, corpus, tmp_path, capfd, monkeypatch):
     fragments = damage(corpus)
@@ -148,6 +155,27 @@ def test_empty_lines_are_dropped_counted_and_logged(corpus, tmp_path, capfd, mon
     assert result.code == 0, result.err
     assert "data: 57 training pairs; dropped 4 with an empty side" in result.out
     assert checkpoints(tmp_path / "run") == ["best.pt", "last.pt"]
+
+
+def test_pairs_longer_than_the_model_are_dropped_not_fatal(corpus, tmp_path, capfd,
+                                                           monkeypatch):
+    long = " ".join(["the big dog sees two cats ."] * 30)  # ~300 tokens, 128 positions
+    for name in ("train.src", "train.tgt", "dev.src", "dev.tgt"):
+        with open(corpus / name, "a") as f:
+            f.write(long + "\n")
+    result = cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress",
+                 "--set", "data.max_len=1000")
+    assert result.code == 0, result.err
+    assert ("data: dropped 1 training and 1 validation pairs longer than "
+            "model.max_positions - 1 = 127 tokens") in result.out
+
+
+def test_nothing_left_to_train_on_is_an_error(corpus, tmp_path, capfd, monkeypatch):
+    # max_epochs keeps a regression from looping forever over empty epochs.
+    result = cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress",
+                 "--set", "data.max_len=2", "--set", "train.max_epochs=3")
+    assert_one_line_error(result, "no training pairs left", "data.max_len=2")
+    assert checkpoints(tmp_path / "run") == []
 
 
 def test_crlf_corpus_trains_like_lf(corpus, tmp_path, capfd, monkeypatch):

@@ -97,6 +97,19 @@ def test_resume_is_bit_identical_to_training_straight(straight, where, tmp_path)
                         load_checkpoint(straight_run / "last.pt")["model"])
 
 
+@pytest.mark.parametrize("limit", ["train.max_steps=3", "train.max_epochs=1"])
+def test_resuming_a_finished_run_trains_no_further(limit, tmp_path):
+    data = write_slice(tmp_path, n_train=20, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=0, log_every=1, eval_every=100,
+                              batch_tokens=150)
+    run = fit(config, limit)
+    before, rows = load_checkpoint(run / "last.pt"), train_losses(run)
+    fit(config, limit, resume=True)
+    after = load_checkpoint(run / "last.pt")
+    assert after["step"] == before["step"] and train_losses(run) == rows
+    assert_same_weights(after["model"], before["model"])
+
+
 def test_resume_survives_a_torn_metrics_row(tmp_path):
     """A crash (or power loss) mid-append leaves half a row; resume must not trip on it."""
     data = write_slice(tmp_path, n_train=60, n_dev=8)
@@ -179,6 +192,7 @@ def test_signal_to_the_train_command_saves_and_exits_130(signum, tmp_path):
         code = proc.wait(timeout=60)
     finally:
         proc.kill()
+        proc.wait()
     err = Path(f"{log}.err").read_text()
     assert code == 130, err
     assert len(err.strip().splitlines()) == 1 and "--resume" in err, err
@@ -199,13 +213,13 @@ def test_sigkill_at_random_moments_leaves_loadable_checkpoints(tmp_path):
     config = tiny_config_yaml(tmp_path, data, max_steps=100_000, log_every=1, eval_every=1,
                               eval_max_sentences=2, keep_best=2)
     run, steps = tmp_path / "run", [0]
-    for kill in range(4):
+    for kill in range(3):
         resume = ["--resume"] if kill else []
-        proc = spawn("train", str(config), "--no-progress", *resume, log=tmp_path / f"k{kill}")
-        log = tmp_path / f"k{kill}.out"
+        log = tmp_path / f"k{kill}"
+        proc = spawn("train", str(config), "--no-progress", *resume, log=log)
         try:
             if kill:  # kill it while it trains, not while Python starts
-                wait_for(lambda: "resumed from" in log.read_text(), proc)
+                wait_for(lambda log=log: "resumed from" in Path(f"{log}.out").read_text(), proc)
             else:  # the first run must have written a checkpoint to be resumable
                 wait_for(lambda: (run / "last.pt").is_file(), proc)
             time.sleep(rng.uniform(0.0, 1.0))
@@ -213,8 +227,11 @@ def test_sigkill_at_random_moments_leaves_loadable_checkpoints(tmp_path):
             proc.kill()
             proc.wait()
         where = f"(kill {kill}, random seed {seed})"
-        last = load_checkpoint(run / "last.pt")
-        load_checkpoint(run / "best.pt")
+        try:
+            last = load_checkpoint(run / "last.pt")
+            load_checkpoint(run / "best.pt")
+        except Seq2SeqError as error:
+            pytest.fail(f"{error} {where}")
         assert "train_state" in last, where
         assert last["step"] >= steps[-1], where
         steps.append(last["step"])
