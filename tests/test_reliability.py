@@ -80,6 +80,7 @@ def straight(tmp_path_factory) -> tuple[Path, Path, int]:
                         batch_tokens=150), *DROPOUT)
     epochs = [epoch for _, epoch, _ in train_losses(run)]
     assert len(epochs) == 8 and epochs[-1] >= 1, epochs  # the run crosses an epoch boundary
+    assert 2 <= epochs.index(1) <= 6, epochs
     return data, run, epochs.index(1)
 
 
