@@ -226,6 +226,10 @@ class Trainer:
         with stopper:
             while reason is None:
                 steps = self.epoch_steps()
+                if not steps:  # e.g. fewer batches than processes: an epoch would be empty
+                    raise Seq2SeqError(
+                        f"an epoch has no batches for {self.world.size} process(es); lower "
+                        "train.batch_tokens or use fewer processes")
                 for micro in steps[self.state.steps_in_epoch :]:
                     result = self.train_step([self.make_batch(idx) for idx in micro])
                     self.state.steps_in_epoch += 1
