@@ -100,3 +100,10 @@ def test_dump_then_load_round_trips(tmp_path):
                                            ("1h30m", 5400), ("120", 120)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_readme_documents_every_key():
+    readme = (ROOT / "README.md").read_text()
+    for section, keys in Config().to_dict().items():
+        for key in keys:
+            assert f"`{section}.{key}`" in readme, f"{section}.{key} missing from README"
