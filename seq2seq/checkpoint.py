@@ -15,9 +15,7 @@ It is loaded with torch.load(weights_only=True): a file that carries pickled cod
 refused before any of it runs.
 """
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,42 +23,15 @@ from typing import Any
 import torch
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename.
-
-    A process killed at any instant leaves either the old file or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write atomically (temporary file, fsync, rename): a process killed at any
+    instant leaves either the old file or the new one."""
+    atomic_write(Path(path), lambda f: torch.save({"format_version": FORMAT_VERSION, **state}, f))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import array
 import hashlib
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.tokenizer import Tokenizer
 
@@ -164,15 +163,7 @@ def _save_cache(path: Path, corpus: EncodedCorpus) -> None:
         "tgt_offsets": tgt_off,
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: torch.save(state, f))
     except OSError as e:
         raise Seq2SeqError(
             f"cannot write token cache {path}: {e.strerror}; make the cache directory "

@@ -1,11 +1,11 @@
 """A run directory: checkpoints, the resolved config, metrics.jsonl. No surprise overwrites."""
 
 import json
-import os
 from pathlib import Path
 
 from seq2seq.checkpoint import save_checkpoint
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write
 
 
 class RunDir:
@@ -58,9 +58,8 @@ class RunDir:
             return
         rows = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
                 if (row := _row(line)) is not None and row.get("step", 0) <= step]
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, path)  # a kill mid-write leaves the old file, never half of it
+        text = "".join(r + "\n" for r in rows).encode("utf-8")
+        atomic_write(path, lambda f: f.write(text))  # a kill mid-write keeps the old file
 
 
 def _row(line: str) -> dict | None:

@@ -8,14 +8,13 @@ project trains uses the same special ids, so the model and the batches can rely 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 MODEL_TYPES = ("unigram", "bpe", "char", "word")
@@ -181,17 +180,7 @@ def _strip_specials(ids: Sequence[int]) -> list[int]:
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file next to `path`, then rename it over `path`."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: f.write(data))
     except OSError as e:
         raise Seq2SeqError(
             f"cannot write tokenizer {path}: {e.strerror}; check the directory exists and is "

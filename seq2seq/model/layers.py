@@ -8,6 +8,17 @@ from torch import Tensor, nn
 from seq2seq.model.attention import LayerCache, MultiHeadAttention
 
 
+def embeddings(src_vocab: int, tgt_vocab: int, d_model: int, pad_id: int, share: bool
+               ) -> tuple[nn.Embedding, nn.Embedding]:
+    """Source and target embedding tables; one shared table when `share` (joint vocabulary)."""
+    tgt = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
+    if not share:
+        return nn.Embedding(src_vocab, d_model, padding_idx=pad_id), tgt
+    if src_vocab != tgt_vocab:
+        raise ValueError("shared embeddings need one joint vocabulary")
+    return tgt, tgt
+
+
 class PositionalEncoding(nn.Module):
     """Sinusoidal positions: PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(...)."""
 

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.model.attention import AdditiveScore, GeneralScore, make_score
+from seq2seq.model.layers import embeddings
 from seq2seq.model.transformer import Attention
 
 RNN_SCORES = ("dot", "general", "additive", "none")
@@ -117,13 +118,8 @@ class RNNSeq2Seq(nn.Module):
         super().__init__()
         _check(cell, attention, d_model)
         self.pad_id, self.d_model, self.max_positions = pad_id, d_model, max_positions
-        self.tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
-        if share_embeddings:
-            if src_vocab != tgt_vocab:
-                raise ValueError("shared embeddings need one joint vocabulary")
-            self.src_embed = self.tgt_embed
-        else:
-            self.src_embed = nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
+        self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
+                                                    share_embeddings)
         self.dropout = nn.Dropout(dropout)
         rnn = CELLS[cell]
         self.encoder = rnn(d_model, d_model // 2, encoder_layers, batch_first=True,

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.model.attention import DecoderCache
-from seq2seq.model.layers import DecoderLayer, EncoderLayer, PositionalEncoding
+from seq2seq.model.layers import DecoderLayer, EncoderLayer, PositionalEncoding, embeddings
 
 
 @dataclass
@@ -28,13 +28,8 @@ class Transformer(nn.Module):
                  tie_embeddings: bool, share_embeddings: bool, max_positions: int):
         super().__init__()
         self.pad_id, self.d_model, self.max_positions = pad_id, d_model, max_positions
-        self.tgt_embed = nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
-        if share_embeddings:
-            if src_vocab != tgt_vocab:
-                raise ValueError("shared embeddings need one joint vocabulary")
-            self.src_embed = self.tgt_embed
-        else:
-            self.src_embed = nn.Embedding(src_vocab, d_model, padding_idx=pad_id)
+        self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
+                                                    share_embeddings)
         self.positions = PositionalEncoding(d_model, max_positions)
         self.dropout = nn.Dropout(dropout)
         layer_args = (d_model, n_heads, d_ff, dropout, attention_dropout, attention, pre_norm)
