@@ -34,7 +34,11 @@ def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
     from seq2seq.prepare import prepare as run_prepare
 
     cfg = load_config(config, set_ or [])
-    Path(cfg.train.run_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = Path(cfg.train.run_dir)
+    if any(run_dir.glob("*.pt")):  # its checkpoints need the tokenizer they were trained with
+        _fail(f"{run_dir} already holds checkpoints trained with its tokenizer; set another "
+              "train.run_dir, or retrain from scratch with `train --overwrite`")
+    run_dir.mkdir(parents=True, exist_ok=True)
     run_prepare(cfg, log=lambda m: typer.echo(m, err=True))
 
 

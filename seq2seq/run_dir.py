@@ -31,7 +31,9 @@ class RunDir:
                                "another train.run_dir")
         if self.writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            for stale in existing + [self.path / "metrics.jsonl"]:
+            # --overwrite starts from scratch, tokenizer included: the config may have changed it.
+            tokenizers = list(self.path.glob("spm*.model")) if overwrite else []
+            for stale in existing + tokenizers + [self.path / "metrics.jsonl"]:
                 stale.unlink(missing_ok=True)
 
     def write_config(self, config, dump) -> None:

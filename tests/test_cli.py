@@ -106,3 +106,9 @@ def test_help_for_every_command():
                     "attention", "plot"):
         result = run(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_prepare_refuses_a_run_with_checkpoints(trained):
+    _, config, _ = trained
+    result = run("prepare", config)
+    assert result.returncode == 2 and "already holds checkpoints" in result.stderr
