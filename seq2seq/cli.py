@@ -157,9 +157,13 @@ def evaluate(
     else:
         case = "lowercased" if lowercase else "cased"
         typer.echo(f"BLEU = {result['bleu']:.2f}   chrF2 = {result['chrf']:.2f}   "
-                   f"({result['sentences']} sentences, beam {result['beam_size']}, {case})")
+                   f"({result['sentences']} sentences, {_searched(result['beam_size'])}, {case})")
         typer.echo(f"  BLEU signature:  {result['bleu_signature']}")
         typer.echo(f"  chrF2 signature: {result['chrf_signature']}")
+
+
+def _searched(beam_size: int | None) -> str:
+    return "scored from --hyp" if beam_size is None else f"beam {beam_size}"
 
 
 @app.command()

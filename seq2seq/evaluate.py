@@ -32,15 +32,16 @@ def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | N
         default_src, default_ref = default_test_files(checkpoint)
         src, ref = src or default_src, ref or default_ref
     references = read_lines(ref)
-    translator = Translator.from_checkpoint(checkpoint, device)
-    beam = translator.decode.beam_size if beam_size is None else beam_size
-    if hyp is not None:
+    beam = None
+    if hyp is not None:  # scoring a file: no model needed
         hypotheses = read_lines(hyp)
     else:
         sources = read_lines(src)
         if len(sources) != len(references):
             raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has "
                                f"{len(references)}; they must be line-aligned")
+        translator = Translator.from_checkpoint(checkpoint, device)
+        beam = translator.decode.beam_size if beam_size is None else beam_size
         hypotheses = translator.translate(sources, beam_size=beam, length_penalty=length_penalty,
                                           batch_size=batch_size)
     if len(hypotheses) != len(references):
