@@ -68,3 +68,38 @@ def test_two_gloo_ranks_match_each_other_and_one_process(corpus):
         assert torch.equal(value, rank1[key]), f"ranks disagree on {key}"
         torch.testing.assert_close(value, single_weights[key], rtol=0, atol=1e-5)
     assert (run_dir / "last.pt").is_file()  # rank 0 writes the checkpoints
+
+
+def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str, out: str,
+                steps: int, resume: bool):
+    """A rank training to `steps` (resuming when told), saving its weights to out."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    sets = [f"train.run_dir={run_dir}", f"train.max_steps={steps}", "train.eval_every=2",
+            "model.dropout=0.1", "train.threads=1"]
+    trainer = Trainer(load_config(config_path, sets), resume=resume, overwrite=False,
+                      progress=False)
+    trainer.fit()
+    torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def spawn_run(tmp, config, run_dir, out, steps, resume):
+    mp.spawn(rank_resume, args=(2, free_port(), str(config), str(run_dir), str(out), steps,
+                                resume), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_resume_under_ddp_is_exact(corpus):
+    tmp, config, _ = corpus
+    for name in ("straight", "split"):
+        (tmp / name).mkdir()
+        (tmp / name / "spm.model").write_bytes((tmp / "single/spm.model").read_bytes())
+    straight = spawn_run(tmp, config, tmp / "straight", tmp / "straight", 4, resume=False)
+    spawn_run(tmp, config, tmp / "split", tmp / "split", 2, resume=False)
+    resumed = spawn_run(tmp, config, tmp / "split", tmp / "split", 4, resume=True)
+    for rank in range(2):
+        for key, value in straight[rank].items():
+            assert torch.equal(value, resumed[rank][key]), f"rank {rank} differs at {key}"
