@@ -27,8 +27,16 @@ start=$(date +%s)
 $BIN/seq2seq train "$config" --overwrite --set "train.run_dir=$run" "${overrides[@]}"
 minutes=$(( ($(date +%s) - start + 30) / 60 ))
 
-ckpt=$run/best.pt
-[ -f "$run/averaged.pt" ] && ckpt=$run/averaged.pt
+# Evaluate the checkpoint with the better validation BLEU: averaged.pt or best.pt.
+ckpt=$($BIN/python - "$run" <<'PY'
+import sys
+from pathlib import Path
+from seq2seq.checkpoint import load_checkpoint
+run = Path(sys.argv[1])
+found = [p for p in (run / "best.pt", run / "averaged.pt") if p.is_file()]
+print(max(found, key=lambda p: load_checkpoint(p)["metrics"].get("bleu", -1.0)))
+PY
+)
 test_src=data/multi30k/test_2016_flickr.$src
 test_ref=data/multi30k/test_2016_flickr.$tgt
 for case in cased lowercase; do
