@@ -58,3 +58,38 @@ def tiny_config_yaml(tmp_path: Path, data: Path, **train) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def assert_cached_decoding_matches_full(model, src, src_mask, tgt) -> None:
+    """Step-by-step decoding with the model's cache equals one teacher-forced pass."""
+    from seq2seq.model.masks import target_mask
+
+    memory, _ = model.encode(src, src_mask)
+    full, _ = model.decode(tgt, memory, src_mask, target_mask(tgt, PAD))
+    cache = model.new_cache()
+    steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, None, cache)[0]
+             for t in range(tgt.size(1))]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert cache.length == tgt.size(1)
+
+
+def assert_overfits_one_batch(model, lr: float, steps: int) -> None:
+    """Training on one tiny batch drives the loss near zero and greedy search recalls it."""
+    from seq2seq.data import make_batch
+    from seq2seq.loss import TeacherForcedLoss
+    from seq2seq.search import greedy_search
+
+    src = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
+    tgt = [[20, 21, 22], [23, 24, 25, 26], [27, 28]]
+    b = make_batch(src, tgt, PAD, BOS, EOS)
+    loss_fn = TeacherForcedLoss(model.train(), label_smoothing=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss, _ = loss_fn(b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask)
+        opt.zero_grad()
+        (loss / b.n_tokens).backward()
+        opt.step()
+    assert loss.item() / b.n_tokens < 0.05
+    model.eval()
+    hyps = greedy_search(model, b.src, b.src_mask, BOS, EOS, torch.tensor([10, 10, 10]))
+    assert hyps.tokens == tgt

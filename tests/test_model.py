@@ -6,7 +6,14 @@ import torch
 from seq2seq.model.attention import SCORES, MultiHeadAttention
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.model.transformer import count_parameters
-from tests.conftest import BOS, PAD, VOCAB, random_ids, tiny_model
+from tests.conftest import (
+    BOS,
+    PAD,
+    VOCAB,
+    assert_cached_decoding_matches_full,
+    random_ids,
+    tiny_model,
+)
 
 
 def forward(model, src, tgt_in):
@@ -69,14 +76,7 @@ def test_fused_attention_matches_plain_path():
 def test_cached_decoding_matches_full_decoding(norm):
     model = tiny_model(norm=norm)
     src, tgt = random_ids(3, 6), random_ids(3, 7, seed=2)
-    src_mask = padding_mask(src, PAD)
-    memory, _ = model.encode(src, src_mask)
-    full, _ = model.decode(tgt, memory, src_mask, target_mask(tgt, PAD))
-    cache = model.new_cache()
-    steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, None, cache)[0]
-             for t in range(tgt.size(1))]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert cache.length == tgt.size(1)
+    assert_cached_decoding_matches_full(model, src, padding_mask(src, PAD), tgt)
 
 
 def test_attention_weights_are_returned_on_request_only(model):

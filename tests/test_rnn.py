@@ -7,15 +7,21 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import make_batch
-from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.attention import make_score
 from seq2seq.model.build import build_model
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.model.rnn import RNNSeq2Seq, SourceAttention
 from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
-from tests.conftest import BOS, EOS, PAD, VOCAB, random_ids
+from tests.conftest import (
+    BOS,
+    EOS,
+    PAD,
+    VOCAB,
+    assert_cached_decoding_matches_full,
+    assert_overfits_one_batch,
+    random_ids,
+)
 
 CELLS = ("gru", "lstm")
 ATTENTIONS = ("dot", "general", "additive", "none")
@@ -92,14 +98,8 @@ def test_decoder_is_causal_and_target_padding_changes_nothing_before_it(cell):
 def test_cached_decoding_matches_full_decoding(cell, attention):
     model = tiny_rnn(cell, attention)
     src, src_mask = ragged_source()
-    tgt = random_ids(3, 7, seed=2)
-    memory, _ = model.encode(src, src_mask)
-    full, _ = model.decode(tgt, memory, src_mask, target_mask(tgt, PAD))
-    cache = model.new_cache()
-    steps = [model.decode(tgt[:, t : t + 1], memory, src_mask, None, cache)[0]
-             for t in range(tgt.size(1))]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
-    assert cache.length == tgt.size(1)
+    assert_cached_decoding_matches_full(model, src, src_mask, random_ids(3, 7, seed=2))
+
 
 
 @pytest.mark.parametrize(("cell", "attention"), [("gru", "additive"), ("lstm", "general"),
@@ -190,21 +190,7 @@ def test_greedy_matches_uncached_argmax_decoding():
 
 @pytest.mark.parametrize(("cell", "attention"), [("gru", "additive"), ("lstm", "none")])
 def test_overfitting_one_batch_drives_the_loss_near_zero(cell, attention):
-    model = tiny_rnn(cell, attention, dropout=0.1).train()
-    src = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
-    tgt = [[20, 21, 22], [23, 24, 25, 26], [27, 28]]
-    b = make_batch(src, tgt, PAD, BOS, EOS)
-    loss_fn = TeacherForcedLoss(model, label_smoothing=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(100):
-        loss, _ = loss_fn(b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask)
-        opt.zero_grad()
-        (loss / b.n_tokens).backward()
-        opt.step()
-    assert loss.item() / b.n_tokens < 0.05
-    model.eval()
-    hyps = greedy_search(model, b.src, b.src_mask, BOS, EOS, torch.tensor([10, 10, 10]))
-    assert hyps.tokens == tgt
+    assert_overfits_one_batch(tiny_rnn(cell, attention, dropout=0.1), lr=1e-2, steps=100)
 
 
 def expected_parameters(cell: str, attention: str, V: int = VOCAB, D: int = 32,

@@ -11,7 +11,7 @@ from seq2seq.loss import TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.train import learning_rate
-from tests.conftest import BOS, EOS, PAD, random_ids, tiny_model
+from tests.conftest import BOS, EOS, PAD, assert_overfits_one_batch, random_ids, tiny_model
 
 
 def search_inputs(batch=5, seed=1):
@@ -102,21 +102,7 @@ def test_loss_ignores_padding():
 
 def test_overfitting_one_batch_drives_the_loss_near_zero():
     torch.manual_seed(0)
-    model = tiny_model().train()
-    src = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
-    tgt = [[20, 21, 22], [23, 24, 25, 26], [27, 28]]
-    b = make_batch(src, tgt, PAD, BOS, EOS)
-    loss_fn = TeacherForcedLoss(model, label_smoothing=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, _ = loss_fn(b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask)
-        opt.zero_grad()
-        (loss / b.n_tokens).backward()
-        opt.step()
-    assert loss.item() / b.n_tokens < 0.05
-    model.eval()
-    hyps = greedy_search(model, b.src, b.src_mask, BOS, EOS, torch.tensor([10, 10, 10]))
-    assert hyps.tokens == tgt
+    assert_overfits_one_batch(tiny_model(), lr=3e-3, steps=150)
 
 
 def test_learning_rate_warms_up_then_decays():
