@@ -1,7 +1,8 @@
-"""Where and how tensors run: device choice, CPU threads, autocast."""
+"""Where and how the process runs: device, CPU threads, autocast, RNG state, signals."""
 
 import contextlib
 import os
+import signal
 
 import torch
 
@@ -60,3 +61,40 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         raise Seq2SeqError("train.precision=fp16 needs a CUDA device; use bf16 on CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class SignalFlag:
+    """Turn SIGINT/SIGTERM into a flag checked after each step, so a step always finishes."""
+
+    def __init__(self):
+        self.raised, self._old = False, {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def rng_state() -> dict:
+    """Every random number generator torch uses here (CPU, and CUDA when present)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what rng_state() returned."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -7,7 +7,6 @@ inside the epoch, the best scores, the early-stopping counter and every RNG stat
 
 import contextlib
 import math
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,14 @@ from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import load_or_prepare, load_training_data
 from seq2seq.run_dir import RunDir
-from seq2seq.runtime import autocast, resolve_device, set_threads
+from seq2seq.runtime import (
+    SignalFlag,
+    autocast,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+    set_threads,
+)
 from seq2seq.validate import validate, validate_weights
 
 
@@ -125,7 +131,7 @@ class Trainer:
                  "tokenizers": {"src": self.src_tok.model_bytes, "tgt": self.tgt_tok.model_bytes},
                  "step": self.state.step, "epoch": self.state.epoch, "metrics": metrics}
         if with_train_state:  # a collective under DDP: every rank calls this
-            rng = dist.gather_objects(self.world, _rng_state())  # every rank's, for exact resume
+            rng = dist.gather_objects(self.world, rng_state())  # every rank's, for exact resume
             state["train_state"] = {"optimizer": self.optimizer.state_dict(),
                                     "scaler": self.scaler.state_dict(),
                                     "progress": asdict(self.state), "rng": rng,
@@ -150,7 +156,7 @@ class Trainer:
         self.scaler.load_state_dict(ts["scaler"])
         self.state = TrainState(**ts["progress"])
         if ts["world_size"] == self.world.size:
-            _set_rng_state(ts["rng"][self.world.rank])
+            set_rng_state(ts["rng"][self.world.rank])
         else:
             torch.manual_seed(self.cfg.seed + 1000 * self.state.step + self.world.rank)
         self.run.trim_metrics(self.state.step)
@@ -216,7 +222,7 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train until a limit, the time budget, early stopping or a signal."""
-        stopper = _SignalFlag()
+        stopper = SignalFlag()
         budget = parse_duration(self.cfg.max_time)
         start = time.perf_counter() - self.state.elapsed
         bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
@@ -265,7 +271,7 @@ class Trainer:
                 f"the loss was not finite for {self.state.nonfinite_in_row} steps in a row at "
                 f"step {self.state.step}; lower train.lr, raise train.warmup, or use fp32")
 
-    def _stop_reason(self, budget: float, stopper: "_SignalFlag") -> str | None:
+    def _stop_reason(self, budget: float, stopper: "SignalFlag") -> str | None:
         s = self.state
         reason = None
         if dist.all_sum(self.world, float(stopper.raised), self.device) > 0:
@@ -392,39 +398,3 @@ class _Window:
                "lr": lr, "tokens_per_s": tokens / max(seconds, 1e-9)}
         self.__init__(step)
         return row
-
-
-class _SignalFlag:
-    """Turn SIGINT/SIGTERM into a flag checked after each step, so a step always finishes."""
-
-    def __init__(self):
-        self.raised, self._old = False, {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.raised = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
