@@ -124,7 +124,7 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
     """
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
-    trainer.model, trainer.state = model.train(), TrainState()
+    trainer.model, trainer.state, trainer.progress = model.train(), TrainState(), 0.0
     trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing)
     trainer.optimizer = torch.optim.AdamW(
         model.parameters(), lr=learning_rate(1, cfg.lr, cfg.warmup), betas=cfg.betas,

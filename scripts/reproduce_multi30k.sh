@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce a Multi30k result: download, train (60 minutes), average, evaluate.
+# Reproduce a Multi30k result: download, train (60 minutes of training), average, evaluate.
 #   scripts/reproduce_multi30k.sh de_en [--mirror DIR] [--set section.key=value ...]
 # Prints one Markdown table row: direction, protocol, BLEU, chrF, training time, command.
 set -euo pipefail
@@ -23,9 +23,7 @@ src=${direction%_*}
 tgt=${direction#*_}
 
 $BIN/seq2seq download multi30k --dir data/multi30k "${mirror[@]}"
-start=$(date +%s)
 $BIN/seq2seq train "$config" --overwrite --set "train.run_dir=$run" "${overrides[@]}"
-minutes=$(( ($(date +%s) - start + 30) / 60 ))
 
 # Evaluate the checkpoint with the better validation BLEU: averaged.pt or best.pt.
 ckpt=$($BIN/python - "$run" <<'PY'
@@ -45,9 +43,13 @@ for case in cased lowercase; do
   $BIN/seq2seq evaluate "$ckpt" --src "$test_src" --ref "$test_ref" --beam-size 5 --json \
     "${flag[@]}" > "$run/test_$case.json"
 done
-$BIN/python - "$run" "$direction" "$minutes" "$ckpt" <<'PY'
+$BIN/python - "$run" "$direction" "$ckpt" <<'PY'
 import json, sys
-run, direction, minutes, ckpt = sys.argv[1:]
+from seq2seq.checkpoint import load_checkpoint
+run, direction, ckpt = sys.argv[1:]
+progress = load_checkpoint(f"{run}/last.pt")["train_state"]["progress"]
+minutes = f"{(progress['elapsed'] - progress['eval_seconds']) / 60:.0f}"
+minutes += f" ({progress['step']:,} steps)"
 for case in ("cased", "lowercase"):
     r = json.load(open(f"{run}/test_{case}.json"))
     print(f"| {direction.replace('_', '->')} | {case}, beam 5, `{r['bleu_signature']}` "

@@ -102,7 +102,8 @@ class TrainConfig:
     max_epochs: int = 0  # 0 = no limit
     max_time: str = ""  # wall-clock budget, e.g. "90s", "60m", "1h30m"; "" = no limit
     lr: float = 7e-4  # peak learning rate, reached at the end of warm-up
-    warmup: int = 4000  # linear warm-up steps, then inverse-square-root decay
+    warmup: int = 4000  # linear warm-up steps, then the schedule's decay
+    schedule: Literal["inverse_sqrt", "linear", "cosine"] = "inverse_sqrt"  # decay after warm-up
     betas: tuple[float, float] = (0.9, 0.98)
     adam_eps: float = 1e-9
     weight_decay: float = 0.0

@@ -41,12 +41,24 @@ class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving last.pt."""
 
 
-def learning_rate(step: int, peak: float, warmup: int) -> float:
-    """Linear warm-up to `peak` over `warmup` steps, then peak * sqrt(warmup / step)."""
-    if warmup <= 0:
-        return peak
+def learning_rate(step: int, peak: float, warmup: int, schedule: str = "inverse_sqrt",
+                  progress: float = 0.0) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then one of three decays:
+
+    inverse_sqrt: peak * sqrt(warmup / step), the Transformer paper's, with no end point;
+    linear, cosine: down to 0 at the end of the run, `progress` being the fraction of the
+    run done (of max_steps, max_epochs or max_time, whichever is furthest along).
+    The rate is the smaller of the ramp and the decay, so the two meet without a jump.
+    """
     step = max(step, 1)
-    return peak * min(step / warmup, math.sqrt(warmup / step))
+    ramp = step / warmup if warmup > 0 else 1.0
+    if schedule == "linear":
+        decay = 1.0 - progress
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        decay = math.sqrt(warmup / step) if warmup > 0 else 1.0
+    return peak * max(min(ramp, decay), 0.0)
 
 
 @dataclass
@@ -56,12 +68,17 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     steps_in_epoch: int = 0  # optimizer steps already taken in this epoch
-    elapsed: float = 0.0  # seconds of training so far, across resumes
+    elapsed: float = 0.0  # wall seconds so far (training and validation), across resumes
     best: list = field(default_factory=list)  # [[bleu, step], ...], best first
     bad_evals: int = 0  # validations since BLEU last improved
     nonfinite_in_row: int = 0
     nonfinite_total: int = 0
-    last_eval_seconds: float = 0.0
+    eval_seconds: float = 0.0  # of `elapsed`, the seconds spent validating
+
+    @property
+    def train_seconds(self) -> float:
+        """The seconds train.max_time counts: validation is not training."""
+        return self.elapsed - self.eval_seconds
 
 
 class Trainer:
@@ -76,6 +93,8 @@ class Trainer:
         self.run.claim(resume, overwrite)
         self.progress = progress and self.world.is_main
         self.state = TrainState()
+        self.progress = 0.0  # fraction of the run done, for linear/cosine schedules
+        self.epoch_len = 0  # optimizer steps per epoch on this rank
         torch.manual_seed(self.cfg.seed + self.world.rank)
         with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
             self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
@@ -86,7 +105,7 @@ class Trainer:
         self.model.to(self.device)
         self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing))
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=learning_rate(1, self.cfg.lr, self.cfg.warmup),
+            self.model.parameters(), lr=self.learning_rate(1),
             betas=self.cfg.betas, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
@@ -195,7 +214,7 @@ class Trainer:
             self.scaler.update()
             return None
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.state.step + 1, self.cfg.lr, self.cfg.warmup)
+            group["lr"] = self.learning_rate(self.state.step + 1)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -208,7 +227,25 @@ class Trainer:
                                 self.cfg.batch_tokens, self.cfg.seed, self.state.epoch)
         mine = shard(batches, self.world.rank, self.world.size)
         acc = self.cfg.accumulate
-        return [mine[i : i + acc] for i in range(0, len(mine), acc)]
+        steps = [mine[i : i + acc] for i in range(0, len(mine), acc)]
+        self.epoch_len = len(steps)
+        return steps
+
+    def learning_rate(self, step: int) -> float:
+        return learning_rate(step, self.cfg.lr, self.cfg.warmup, self.cfg.schedule,
+                             self.progress)
+
+    def _progress(self, budget: float) -> float:
+        """The fraction of the run done: the furthest of max_steps, max_epochs, max_time."""
+        s, c = self.state, self.cfg
+        done = [0.0]
+        if c.max_steps:
+            done.append(s.step / c.max_steps)
+        if c.max_epochs and self.epoch_len:
+            done.append((s.epoch + s.steps_in_epoch / self.epoch_len) / c.max_epochs)
+        if budget:
+            done.append(s.train_seconds / budget)
+        return min(max(done), 1.0)
 
     def make_batch(self, indices: list[int]) -> Batch:
         train, tok = self.data.train, self.tgt_tok
@@ -280,15 +317,18 @@ class Trainer:
             reason = f"max_steps={self.cfg.max_steps}"
         elif self.cfg.max_epochs and s.epoch >= self.cfg.max_epochs:
             reason = f"max_epochs={self.cfg.max_epochs}"
-        elif budget and s.elapsed + s.last_eval_seconds >= budget:
+        elif budget and s.train_seconds >= budget:
             reason = f"max_time={self.cfg.max_time}"
         elif self.cfg.patience and s.bad_evals >= self.cfg.patience:
             reason = f"no better BLEU in {self.cfg.patience} validations (patience)"
-        return dist.broadcast_object(self.world, reason)
+        # Rank 0's clock decides for every rank, so learning rates stay identical under DDP.
+        reason, self.progress = dist.broadcast_object(self.world,
+                                                      (reason, self._progress(budget)))
+        return reason
 
     def _log_train(self, window: "_Window", bar: tqdm) -> None:
         row = window.flush(self.state.step, self.state.elapsed,
-                           learning_rate(self.state.step, self.cfg.lr, self.cfg.warmup),
+                           self.learning_rate(self.state.step),
                            self.world, self.device)
         row["epoch"] = self.state.epoch
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{row['lr']:.2e}",
@@ -302,9 +342,9 @@ class Trainer:
             metrics = validate(self.model, self.data.dev, self.data.dev_text, self.src_tok,
                                self.tgt_tok, self.config, self.device)
             self._record_best(metrics)
-        self._save_last(metrics)
-        self.state.last_eval_seconds = time.perf_counter() - t0
+        self.state.eval_seconds += time.perf_counter() - t0
         self.state.elapsed = time.perf_counter() - start
+        self._save_last(metrics)
         if self.world.is_main:
             best_bleu, best_step = self.state.best[0]
             self.log(f"step {self.state.step} | val loss {metrics['val_loss']:.3f} "
@@ -344,8 +384,9 @@ class Trainer:
                               f"saved; continue with: seq2seq train CONFIG --resume")
         if self.state.step and self.state.step % self.cfg.eval_every != 0:
             self._validate(start)
-        self.log(f"stopped: {reason}; {self.state.step} steps, {self.state.elapsed:.0f}s; "
-                 f"checkpoints in {self.run.path}")
+        s = self.state
+        self.log(f"stopped: {reason}; {s.step} steps, {s.train_seconds:.0f}s training + "
+                 f"{s.eval_seconds:.0f}s validation; checkpoints in {self.run.path}")
         if self.cfg.average_best and self.world.is_main:
             self._average_best()
         return self.run.path

@@ -1,0 +1,70 @@
+"""Learning-rate schedules and the time budget: what the training loop feeds AdamW."""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+import seq2seq.train
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import load_config
+from seq2seq.train import learning_rate, train
+from tests.conftest import tiny_config_yaml, write_slice
+
+PEAK, WARMUP = 1e-3, 100
+
+
+def logged_lrs(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["lr"] for r in rows if "lr" in r]
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_decay_schedules_end_at_zero_and_meet_the_ramp_without_a_jump(schedule):
+    assert learning_rate(50, PEAK, WARMUP, schedule, 0.05) == pytest.approx(PEAK / 2)
+    assert learning_rate(100, PEAK, WARMUP, schedule, 0.0) == pytest.approx(PEAK)
+    assert learning_rate(900, PEAK, WARMUP, schedule, 1.0) == pytest.approx(0.0, abs=1e-12)
+    # the rate is continuous in progress: no jump where the decay takes over from the ramp
+    rates = [learning_rate(s, PEAK, WARMUP, schedule, s / 1000) for s in range(1, 1001)]
+    assert max(abs(a - b) for a, b in zip(rates, rates[1:])) < 2 * PEAK / WARMUP
+
+
+def test_linear_and_cosine_halfway_values():
+    assert learning_rate(500, PEAK, WARMUP, "linear", 0.5) == pytest.approx(PEAK / 2)
+    assert learning_rate(500, PEAK, WARMUP, "cosine", 0.5) == pytest.approx(PEAK / 2)
+    assert learning_rate(500, PEAK, WARMUP, "cosine", 0.25) == pytest.approx(
+        PEAK * (1 + math.cos(math.pi / 4)) / 2)
+
+
+@pytest.mark.parametrize("limit", ["train.max_steps=6", "train.max_epochs=2"])
+def test_a_linear_run_decays_to_zero_at_its_limit(limit, tmp_path):
+    data = write_slice(tmp_path, n_train=20, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=0, log_every=1, eval_every=100,
+                              batch_tokens=150, warmup=2)
+    run = train(load_config(config, [limit, "train.schedule=linear"]), progress=False)
+    lrs = logged_lrs(run)  # the rate each step applied, set from the progress before it
+    assert lrs[-1] == pytest.approx(0.003 / len(lrs))  # the last step's, one step from zero
+    after_warmup = lrs[1:]
+    assert all(a > b for a, b in zip(after_warmup, after_warmup[1:])), lrs
+
+
+def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
+    """The first validation outlasts the whole budget; training must go on regardless."""
+    real, calls = seq2seq.train.validate, []
+
+    def slow_first_validation(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(3.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seq2seq.train, "validate", slow_first_validation)
+    data = write_slice(tmp_path, n_train=40, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=0, max_time="2s", eval_every=5)
+    run = train(load_config(config), progress=False)
+    state = load_checkpoint(run / "last.pt")["train_state"]["progress"]
+    assert state["step"] > 5, "stopped at the first validation: its time was counted"
+    assert state["eval_seconds"] >= 3.0
+    assert 2.0 <= state["elapsed"] - state["eval_seconds"] < 4.0
