@@ -1,5 +1,6 @@
 """Learning-rate schedules and the time budget: what the training loop feeds AdamW."""
 
+import itertools
 import json
 import math
 import time
@@ -28,7 +29,7 @@ def test_decay_schedules_end_at_zero_and_meet_the_ramp_without_a_jump(schedule):
     assert learning_rate(900, PEAK, WARMUP, schedule, 1.0) == pytest.approx(0.0, abs=1e-12)
     # the rate is continuous in progress: no jump where the decay takes over from the ramp
     rates = [learning_rate(s, PEAK, WARMUP, schedule, s / 1000) for s in range(1, 1001)]
-    assert max(abs(a - b) for a, b in zip(rates, rates[1:])) < 2 * PEAK / WARMUP
+    assert max(abs(a - b) for a, b in itertools.pairwise(rates)) < 2 * PEAK / WARMUP
 
 
 def test_linear_and_cosine_halfway_values():
@@ -47,7 +48,7 @@ def test_a_linear_run_decays_to_zero_at_its_limit(limit, tmp_path):
     lrs = logged_lrs(run)  # the rate each step applied, set from the progress before it
     assert lrs[-1] == pytest.approx(0.003 / len(lrs))  # the last step's, one step from zero
     after_warmup = lrs[1:]
-    assert all(a > b for a, b in zip(after_warmup, after_warmup[1:])), lrs
+    assert all(a > b for a, b in itertools.pairwise(after_warmup)), lrs
 
 
 def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
