@@ -1,4 +1,4 @@
-"""Parameter and cost accounting for a built Transformer: where the weights are, what a token costs.
+"""Parameter and cost accounting for a built model: where the weights are, what a token costs.
 
 Pure functions over a model: they read its modules and their real shapes, never a config.
 """
@@ -6,6 +6,7 @@ Pure functions over a model: they read its modules and their real shapes, never 
 from torch import nn
 
 from seq2seq.model.attention import AdditiveScore, CosineScore, GeneralScore, MultiHeadAttention
+from seq2seq.model.rnn import RNNSeq2Seq
 from seq2seq.model.transformer import Transformer
 
 Rows = list[tuple[str, int]]
@@ -113,6 +114,8 @@ def flops_per_target_token(model: Transformer, src_len: int, tgt_len: int) -> di
     causal mask discards half. Not counted: embeddings (lookups), softmax, norms, biases,
     residual adds, activations. Returns {"forward", "training", "encoder", "decoder",
     "output"}, the last three the forward pass's parts.
+
+    The RNN baseline (model.arch rnn) is counted the same way; see _rnn_forward_parts.
     """
     encoder, decoder, output = _forward_parts(model, src_len, tgt_len)
     parts = {"encoder": encoder / tgt_len, "decoder": decoder / tgt_len,
@@ -138,6 +141,8 @@ def _forward_parts(model: Transformer, src_len: int, tgt_len: int) -> tuple[int,
     """Forward FLOPs of one sentence pair: (encoder, decoder, output layer)."""
     if src_len < 1 or tgt_len < 1:
         raise ValueError(f"lengths must be >= 1, got src_len={src_len}, tgt_len={tgt_len}")
+    if isinstance(model, RNNSeq2Seq):
+        return _rnn_forward_parts(model, src_len, tgt_len)
     encoder = sum(_encoder_layer_flops(layer, src_len) for layer in model.encoder)
     decoder = sum(_decoder_layer_flops(layer, src_len, tgt_len) for layer in model.decoder)
     return encoder, decoder, _linear_flops(model.output, tgt_len)
@@ -174,6 +179,47 @@ def _decoder_layer_flops(layer: nn.Module, src_len: int, tgt_len: int) -> int:
     return (_attention_flops(layer.self_attn, tgt_len, tgt_len)
             + _attention_flops(layer.cross_attn, tgt_len, src_len)
             + _feed_forward_flops(layer, tgt_len))
+
+
+def _rnn_forward_parts(model: RNNSeq2Seq, src_len: int, tgt_len: int
+                       ) -> tuple[int, int, int]:
+    """The RNN baseline's forward FLOPs of one sentence pair: (encoder, decoder, output).
+
+    With G gates (GRU 3, LSTM 4), an RNN layer of hidden size H over n inputs of width
+    d_in costs 2 n G H (d_in + H) (input and recurrent products). Then:
+
+        encoder = both directions (H = D/2) of every layer over S tokens
+        decoder = bridge (s -> every layer's h_0, and an LSTM's c_0) and c_fix, once
+                  + the decoder RNN (H = D, first input [embedding; c_fix], 2D) over T
+                  + attention: keys once (general, additive: 2 S D D); per target token
+                    additive's W_q h (2 D D), the scores (2 S D) and the context (2 S D)
+                  + combine [h; c] -> out (2 T 2D D)
+        output  = 2 T D V
+    """
+    S, T = src_len, tgt_len
+    encoder = sum(_rnn_layer_flops(model.encoder, layer, S) for layer in
+                  range(model.encoder.num_layers))
+    decoder = sum(_rnn_layer_flops(model.decoder, layer, T) for layer in
+                  range(model.decoder.num_layers))
+    for linear in (model.bridge, model.bridge_cell, model.fixed_context):
+        if linear is not None:
+            decoder += _linear_flops(linear, 1)
+    if model.attention is not None:
+        D, score = model.d_model, model.attention.score
+        if isinstance(score, GeneralScore | AdditiveScore):
+            decoder += 2 * S * D * D  # keys, projected once per sentence
+        if isinstance(score, AdditiveScore):
+            decoder += 2 * T * D * D  # W_q h
+        decoder += 2 * 2 * T * S * D  # scores, then the weighted sum of memory
+    decoder += _linear_flops(model.combine, T)
+    return encoder, decoder, _linear_flops(model.output, T)
+
+
+def _rnn_layer_flops(rnn: nn.RNNBase, layer: int, n: int) -> int:
+    """One layer of a torch GRU/LSTM over n steps, both directions when bidirectional."""
+    gates_hidden, d_in = getattr(rnn, f"weight_ih_l{layer}").shape  # (G H, d_in)
+    directions = 2 if rnn.bidirectional else 1
+    return directions * 2 * n * gates_hidden * (d_in + rnn.hidden_size)
 
 
 def format_table(rows: list[tuple[str, object]], header: tuple[str, str] | None = None) -> str:

@@ -41,13 +41,12 @@ def info(
     typer.echo(_describe(config))
     typer.echo(vocab_note + "\n")
     typer.echo(format_table(parameter_table(model), header=("component", "parameters")))
-    if config.model.arch != "transformer":
-        typer.echo("\nFLOPs are counted for model.arch transformer only.")
-        return
     flops = flops_per_target_token(model, src_len, tgt_len)
+    note = ("decoder self-attention counted over the full T x T scores"
+            if config.model.arch == "transformer" else "the RNN gates' input and recurrent "
+            "products, attention over every source token")
     typer.echo(f"\nFLOPs per target token at {src_len} source / {tgt_len} target tokens\n"
-               "(2 per multiply-add of every matrix product; decoder self-attention counted "
-               "over the full T x T scores):")
+               f"(2 per multiply-add of every matrix product; {note}):")
     parts = [("encoder", flops["encoder"]), ("decoder", flops["decoder"]),
              ("output layer", flops["output"]), ("forward", flops["forward"]),
              ("training (3 x forward)", flops["training"])]

@@ -5,7 +5,11 @@ and drop finished sentences from the active batch. A hypothesis ends with EOS or
 it reaches its sentence's length limit; the returned tokens exclude BOS and EOS.
 
 The model needs: encode(src, src_mask) -> (memory, _), decode(ids, memory, src_mask,
-None, cache) -> (hidden, _), logits(hidden), new_cache() with .select(index).
+None, cache) -> (hidden, _), logits(hidden), and new_cache(capacity) whose cache has
+select(index) (keep rows) and copy_rows(src, dst) (beams forking).
+
+Beam search keeps every hypothesis in the cache row of the beam it extends whenever it
+can (see _slots), so a step copies cache rows only where a beam forks into several.
 """
 
 from dataclasses import dataclass
@@ -58,7 +62,7 @@ def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int
     """
     B = src.size(0)
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
-    cache = model.new_cache()
+    cache = model.new_cache(int(max_lens.max()) + 1)
     rows = torch.arange(B, device=src.device)  # input index of each active row
     last = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(B)]
@@ -98,13 +102,14 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
     expand = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
     memory, src_mask = memory[expand], src_mask[expand]  # (B*k, S, D), (B*k, 1, 1, S)
-    cache = model.new_cache()
+    cache = model.new_cache(int(max_lens.max()) + 1)
     sents = torch.arange(B, device=device)  # input index of each active sentence
     seqs = torch.full((B * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t+1)
     beam_scores = torch.full((B, k), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: expand only the first
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     limits = max_lens.tolist()
+    beams = torch.arange(k, device=device)
     while sents.numel():
         N, t = sents.numel(), seqs.size(1)
         logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache, bos_id)  # (N*k, V)
@@ -114,20 +119,45 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
         top_beam, top_tok = top_idx // V, top_idx % V  # (N, 2k)
         is_eos = top_tok == eos_id
         _finish_eos(finished, sents, seqs, k, top_scores, top_beam, is_eos, t, alpha)
-        # The k best candidates that do not end the hypothesis become the new beams.
+        # The k best candidates that do not end the hypothesis become the new beams,
+        # each placed in a cache slot (the row it extends, where possible).
         order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=device)).argsort(dim=1)
         pick = order[:, :k]  # (N, k)
+        in_slot = _slots(top_beam.gather(1, pick)).argsort(dim=1)  # (N, k): pick for each slot
+        pick = pick.gather(1, in_slot)
         beam_scores = top_scores.gather(1, pick)  # (N, k)
-        rows = (torch.arange(N, device=device).unsqueeze(1) * k + top_beam.gather(1, pick))
-        seqs = torch.cat([seqs[rows.view(-1)], top_tok.gather(1, pick).view(-1, 1)], dim=1)
-        cache.select(rows.view(-1))
+        base = torch.arange(N, device=device).unsqueeze(1) * k  # (N, 1)
+        src_rows = (base + top_beam.gather(1, pick)).view(-1)  # (N*k,) the row each extends
+        seqs = torch.cat([seqs[src_rows], top_tok.gather(1, pick).view(-1, 1)], dim=1)
+        dst_rows = (base + beams).view(-1)  # (N*k,)
+        forked = src_rows != dst_rows
+        cache.copy_rows(src_rows[forked], dst_rows[forked])
         alive = _retire_done(finished, sents, seqs, beam_scores, k, limits, alpha)
-        keep_rows = (alive.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-        sents, beam_scores = sents[alive], beam_scores[alive]
-        seqs, memory, src_mask = seqs[keep_rows], memory[keep_rows], src_mask[keep_rows]
-        cache.select(keep_rows)
+        if alive.numel() < N:  # sentences done: drop their rows
+            keep_rows = (alive.unsqueeze(1) * k + beams).view(-1)
+            sents, beam_scores = sents[alive], beam_scores[alive]
+            seqs, memory, src_mask = seqs[keep_rows], memory[keep_rows], src_mask[keep_rows]
+            cache.select(keep_rows)
     best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
     return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
+
+
+def _slots(parent: Tensor) -> Tensor:
+    """The cache slot of each new hypothesis, so that as few rows as possible are copied.
+
+    parent: (N, k), the beam (0..k-1) each new hypothesis extends. A parent's first child
+    takes the parent's own slot, whose cache row already holds its past; further children
+    take, in order, the slots of parents that left no child, and get copies of their
+    parent's row. Returns (N, k), a permutation of 0..k-1 in every row.
+    """
+    k = parent.size(1)
+    beams = torch.arange(k, device=parent.device)
+    same = parent.unsqueeze(2) == parent.unsqueeze(1)  # (N, k, k): [n, j, i] same parent
+    later = (same & (beams.view(1, 1, k) < beams.view(1, k, 1))).any(dim=2)  # (N, k)
+    claimed = torch.zeros_like(same[:, 0]).scatter_(1, parent, True)  # (N, k) slots kept
+    free = claimed.long().argsort(dim=1, stable=True)  # unclaimed slots first, in order
+    rank = (later.long().cumsum(dim=1) - 1).clamp(min=0)  # (N, k): among the later children
+    return torch.where(later, free.gather(1, rank), parent)
 
 
 def _finish_eos(finished, sents: Tensor, seqs: Tensor, k: int, top_scores: Tensor,

@@ -93,3 +93,33 @@ def assert_overfits_one_batch(model, lr: float, steps: int) -> None:
     model.eval()
     hyps = greedy_search(model, b.src, b.src_mask, BOS, EOS, torch.tensor([10, 10, 10]))
     assert hyps.tokens == tgt
+
+
+class Uncached:
+    """The same model decoding without a key/value cache: every step reruns the decoder
+    over the whole prefix, which its 'cache' (the token ids so far) keeps per row."""
+
+    class Prefix:
+        def __init__(self):
+            self.ids: torch.Tensor | None = None  # (N, t)
+
+        def select(self, index: torch.Tensor) -> None:
+            self.ids = self.ids[index]
+
+        def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+            self.ids[dst] = self.ids[src]
+
+    def __init__(self, model):
+        self.model, self.pad_id = model, model.pad_id
+        self.encode, self.logits = model.encode, model.logits
+
+    def new_cache(self, capacity: int = 0) -> "Uncached.Prefix":
+        return Uncached.Prefix()
+
+    def decode(self, last, memory, src_mask, tgt_mask, cache):
+        from seq2seq.model.masks import target_mask
+
+        cache.ids = last if cache.ids is None else torch.cat([cache.ids, last], dim=1)
+        hidden, _ = self.model.decode(cache.ids, memory, src_mask,
+                                      target_mask(cache.ids, PAD))  # (N, t, D)
+        return hidden[:, -1:], None

@@ -337,6 +337,15 @@ def test_info_on_a_config_with_and_without_tokenizer(tmp_path, capsys):
     assert f"{tok.vocab_size} source / {tok.vocab_size} target pieces, from" in out
 
 
+def test_info_counts_the_rnn_baselines_flops_too(tmp_path, capsys):
+    config = tiny_config_yaml(tmp_path, write_slice(tmp_path, n_train=50, n_dev=5))
+    rnn = "model:\n  arch: rnn\n  attention: additive\n"
+    config.write_text(config.read_text().replace("model:\n", rnn))
+    info(config, src_len=10, tgt_len=12)
+    out = capsys.readouterr().out
+    assert "RNN gates" in out and "training (3 x forward)" in out
+
+
 def test_info_on_a_checkpoint(checkpoint, capsys):
     info(checkpoint, src_len=13, tgt_len=14)
     out = capsys.readouterr().out

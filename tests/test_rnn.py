@@ -5,7 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from seq2seq.accounting import _rnn_layer_flops, flops_per_target_token
 from seq2seq.config import ModelConfig
 from seq2seq.model.attention import make_score
 from seq2seq.model.build import build_model
@@ -18,6 +20,7 @@ from tests.conftest import (
     EOS,
     PAD,
     VOCAB,
+    Uncached,
     assert_cached_decoding_matches_full,
     assert_overfits_one_batch,
     random_ids,
@@ -170,6 +173,33 @@ def test_beam_size_one_equals_greedy(cell, attention):
     assert beam.tokens == greedy.tokens
     wide = beam_search(model, src, mask, BOS, EOS, lens, beam_size=3)  # runs cache.select
     assert all(len(t) <= n for t, n in zip(wide.tokens, lens.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(("cell", "attention"), [("gru", "additive"), ("lstm", "general")])
+def test_beam_search_with_the_cache_equals_beam_search_without(cell, attention):
+    """Beams fork by copying the recurrent state (copy_rows); recomputing agrees."""
+    model = tiny_rnn(cell, attention, seed=2)
+    src, mask = ragged_source(batch=4)
+    lens = max_output_lengths(mask, 1.5, model.max_positions)
+    cached = beam_search(model, src, mask, BOS, EOS, lens, beam_size=4)
+    uncached = beam_search(Uncached(model), src, mask, BOS, EOS, lens, beam_size=4)
+    assert cached.tokens == uncached.tokens
+    assert cached.scores == pytest.approx(uncached.scores, abs=1e-4)
+
+
+@pytest.mark.parametrize(("cell", "attention"), EVERY)
+def test_flops_match_torch_flop_counter(cell, attention):
+    """accounting's RNN formula against torch's own count of the matrix products."""
+    model = tiny_rnn(cell, attention).train()
+    S, T = 6, 9
+    src, tgt = random_ids(1, S), random_ids(1, T, seed=2)
+    with FlopCounterMode(display=False) as counter:
+        model(src, tgt, padding_mask(src, PAD), None)
+    counted = counter.get_total_flops()
+    if cell == "lstm":  # torch runs the LSTM as one fused CPU kernel its counter cannot see
+        counted += sum(_rnn_layer_flops(rnn, layer, n) for rnn, n in (
+            (model.encoder, S), (model.decoder, T)) for layer in range(rnn.num_layers))
+    assert counted == pytest.approx(flops_per_target_token(model, S, T)["forward"] * T)
 
 
 def test_greedy_matches_uncached_argmax_decoding():

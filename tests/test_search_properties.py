@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from seq2seq.data import make_source
 from seq2seq.model.masks import target_mask
 from seq2seq.search import beam_search, greedy_search, length_penalty
-from tests.conftest import BOS, EOS, PAD, tiny_model
+from tests.conftest import BOS, EOS, PAD, Uncached, tiny_model
 
 SEARCH = settings(max_examples=30, deadline=None)
 TOL = 1e-4
@@ -130,3 +130,14 @@ def test_batch_composition_does_not_change_a_sentences_result(case, data):
     assert abs(shuffled.scores[order.index(i)] - together.scores[i]) < TOL
     assert alone_greedy.tokens[0] == greedy.tokens[i]
     assert abs(alone_greedy.scores[0] - greedy.scores[i]) < TOL
+
+
+@SEARCH
+@given(case=cases())
+def test_beam_search_with_the_cache_equals_beam_search_without(case):
+    model, src, src_mask, max_lens, k, alpha = case
+    cached = beam_search(model, src, src_mask, BOS, EOS, max_lens, k, alpha)
+    uncached = beam_search(Uncached(model), src, src_mask, BOS, EOS, max_lens, k, alpha)
+    assert cached.tokens == uncached.tokens
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
+        assert abs(a - b) < TOL

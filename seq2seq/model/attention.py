@@ -11,7 +11,6 @@ Scoring functions (`model.attention` in the config):
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -138,36 +137,84 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), (weights if need_weights else None)
 
 
-@dataclass
 class LayerCache:
-    """One decoder layer's cached keys and values, each (B, H, L, K)."""
+    """One decoder layer's keys and values for incremental decoding.
 
-    self_k: Tensor | None = None
-    self_v: Tensor | None = None
-    cross_k: Tensor | None = None
-    cross_v: Tensor | None = None
+    Self-attention keys/values live in preallocated (B, H, capacity, K) buffers: a step
+    writes its position in place and attends to a view of the filled prefix, so no step
+    copies what earlier steps stored (capacity doubles when a sentence outgrows it).
+    Cross-attention keys/values (B, H, S, K) are computed from the encoder once.
+    """
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = capacity  # positions to allocate on the first append
+        self.self_k: Tensor | None = None
+        self.self_v: Tensor | None = None
+        self.cross_k: Tensor | None = None
+        self.cross_v: Tensor | None = None
+        self.length = 0  # positions filled
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the newest keys/values (B, H, T, K); return all so far, (B, H, length, K)."""
+        start, end = self.length, self.length + k.size(2)
+        if self.self_k is None or end > self.self_k.size(2):
+            self._grow(k, end)
+        self.self_k[:, :, start:end] = k
+        self.self_v[:, :, start:end] = v
+        self.length = end
+        return self.self_k[:, :, :end], self.self_v[:, :, :end]
+
+    def _grow(self, k: Tensor, needed: int) -> None:
+        old = 0 if self.self_k is None else self.self_k.size(2)
+        capacity = max(needed, self.capacity, 2 * old)
+        B, H, _, K = k.shape
+        grown = [k.new_empty(B, H, capacity, K) for _ in range(2)]
+        if old:
+            grown[0][:, :, : self.length] = self.self_k[:, :, : self.length]
+            grown[1][:, :, : self.length] = self.self_v[:, :, : self.length]
+        self.self_k, self.self_v = grown
+
+    def select(self, index: Tensor) -> None:
+        """Keep and reorder batch rows.  index: (B',) long."""
+        if self.self_k is not None:  # gather the filled prefix only, into fresh buffers
+            B, H, capacity, K = self.self_k.shape
+            for name in ("self_k", "self_v"):
+                buffer = getattr(self, name)
+                kept = buffer.new_empty(index.numel(), H, capacity, K)
+                kept[:, :, : self.length] = buffer[index, :, : self.length]
+                setattr(self, name, kept)
+        if self.cross_k is not None:
+            self.cross_k = self.cross_k.index_select(0, index)
+            self.cross_v = self.cross_v.index_select(0, index)
+
+    def copy_rows(self, src: Tensor, dst: Tensor) -> None:
+        """Rows dst become copies of rows src, in place (beams forking within a sentence).
+
+        src and dst must not overlap. Cross-attention keys/values are left alone: every
+        beam of a sentence has the same ones.
+        """
+        for buffer in (self.self_k, self.self_v):
+            if buffer is not None:
+                buffer[dst, :, : self.length] = buffer[src, :, : self.length]
 
 
 class DecoderCache:
-    """Keys/values of every decoder layer for incremental decoding.
+    """Keys/values of every decoder layer for incremental decoding (see LayerCache)."""
 
-    Self-attention keys/values grow by one position per step; cross-attention
-    keys/values are computed from the encoder output once per sentence.
-    """
-
-    def __init__(self, n_layers: int):
-        self.layers = [LayerCache() for _ in range(n_layers)]
+    def __init__(self, n_layers: int, capacity: int = 0):
+        self.layers = [LayerCache(capacity) for _ in range(n_layers)]
 
     @property
     def length(self) -> int:
         """Target positions already decoded (the position of the next token)."""
-        first = self.layers[0].self_k
-        return 0 if first is None else first.size(2)
+        return self.layers[0].length
 
     def select(self, index: Tensor) -> None:
-        """Keep and reorder batch rows, e.g. surviving beams.  index: (B',) long."""
+        """Keep and reorder batch rows, e.g. the sentences still searching.  index: (B',)."""
         for layer in self.layers:
-            for name in ("self_k", "self_v", "cross_k", "cross_v"):
-                value = getattr(layer, name)
-                if value is not None:
-                    setattr(layer, name, value.index_select(0, index))
+            layer.select(index)
+
+    def copy_rows(self, src: Tensor, dst: Tensor) -> None:
+        """Beam search forks: rows dst continue from rows src (same sentence, no overlap)."""
+        for layer in self.layers:
+            layer.copy_rows(src, dst)

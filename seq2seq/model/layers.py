@@ -117,10 +117,7 @@ class DecoderLayer(nn.Module):
         h = self.self_block.inner(x)
         k, v = self.self_attn.keys_values(h)  # (B, H, T, K)
         if cache is not None:
-            if cache.self_k is not None:
-                k = torch.cat([cache.self_k, k], dim=2)  # (B, H, T' , K)
-                v = torch.cat([cache.self_v, v], dim=2)
-            cache.self_k, cache.self_v = k, v
+            k, v = cache.append(k, v)  # (B, H, T', K): every position so far
         y, self_w = self.self_attn(h, k, v, tgt_mask, need_weights)
         x = self.self_block.outer(x, y)
 

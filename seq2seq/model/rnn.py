@@ -108,6 +108,16 @@ class RNNCache:
         if self.keys is not None:
             self.keys = self.keys.index_select(0, index)  # (B', 1, S, D)
 
+    def copy_rows(self, src: Tensor, dst: Tensor) -> None:
+        """Beam search forks: rows dst continue from rows src (same sentence, no overlap).
+
+        Only the recurrent state differs between beams; c_fix and keys are the sentence's.
+        """
+        if self.state is None:
+            return
+        for part in self.state if isinstance(self.state, tuple) else (self.state,):
+            part[:, dst] = part[:, src]  # (L, B, D)
+
 
 class RNNSeq2Seq(nn.Module):
     """Bidirectional RNN encoder, RNN decoder, optional attention (see the module docstring)."""
@@ -209,8 +219,8 @@ class RNNSeq2Seq(nn.Module):
         hidden, _ = self.decode(tgt_in, memory, src_mask, tgt_mask)
         return self.logits(hidden)
 
-    def new_cache(self) -> RNNCache:
-        """An empty cache for incremental decoding."""
+    def new_cache(self, capacity: int = 0) -> RNNCache:
+        """An empty cache for incremental decoding (its size does not grow with length)."""
         return RNNCache()
 
 

@@ -104,9 +104,9 @@ class Transformer(nn.Module):
         hidden, _ = self.decode(tgt_in, memory, src_mask, tgt_mask)
         return self.logits(hidden)
 
-    def new_cache(self) -> DecoderCache:
-        """An empty key/value cache for incremental decoding."""
-        return DecoderCache(len(self.decoder))
+    def new_cache(self, capacity: int = 0) -> DecoderCache:
+        """An empty key/value cache for incremental decoding, room for `capacity` tokens."""
+        return DecoderCache(len(self.decoder), capacity)
 
 
 def build_model(cfg, src_vocab: int, tgt_vocab: int, pad_id: int, joint_vocab: bool
