@@ -4,7 +4,7 @@
     .venv/bin/python scripts/compare_attention.py configs/multi30k_de_en.yaml --time 20m \
         --variants scaled_dot rnn-additive rnn-none
 
-Each variant trains with `seq2seq train CONFIG --set ...` for the same wall-clock budget
+Each variant trains with `seq2seq train CONFIG --set ...` for the same training-time budget
 (train.max_time), then `seq2seq evaluate` scores its best checkpoint on data.test with
 beam 5. Training tokens per second are the mean over metrics.jsonl's training rows.
 """
