@@ -48,10 +48,10 @@ import json, sys
 from seq2seq.checkpoint import load_checkpoint
 run, direction, ckpt = sys.argv[1:]
 progress = load_checkpoint(f"{run}/last.pt")["train_state"]["progress"]
-minutes = f"{(progress['elapsed'] - progress['eval_seconds']) / 60:.0f}"
+minutes = f"{(progress['elapsed'] - progress['eval_seconds']) / 60:.0f} min"
 minutes += f" ({progress['step']:,} steps)"
 for case in ("cased", "lowercase"):
     r = json.load(open(f"{run}/test_{case}.json"))
     print(f"| {direction.replace('_', '->')} | {case}, beam 5, `{r['bleu_signature']}` "
-          f"| {r['bleu']:.1f} | {r['chrf']:.1f} | {minutes} min | {ckpt} |")
+          f"| {r['bleu']:.1f} | {r['chrf']:.1f} | {minutes} | {ckpt} |")
 PY

@@ -42,7 +42,8 @@ def test_measure_runs_every_section_and_reports_it(one_thread):
     for precision in result["peak_gflops"]:  # fp32, and bf16 where the CPU supports it
         row = result["train"][precision]
         assert row["steps"] == 2 and row["target_tokens"] > 0
-        assert row["tokens_per_s"] > 0 and 0 < row["mfu"] < 10
+        assert row["tokens_per_s"] > 0 and row["mfu"] > 0  # a 64 x 64 peak is noisy: no bound
+        assert row["mfu"] == pytest.approx(row["gflops_per_s"] / result["peak_gflops"][precision])
         assert 0 <= row["padding_fraction"] < 1
     for row in result["decode"]["search"]:
         assert row["sentences"] == 6 and row["generated_tokens"] > 0

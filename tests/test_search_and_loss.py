@@ -111,3 +111,19 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(100, peak, warmup) == pytest.approx(peak)
     assert learning_rate(400, peak, warmup) == pytest.approx(peak / 2)
     assert learning_rate(50, peak, 0) == peak
+
+
+def test_smoothed_loss_gradient_equals_cross_entropys():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1100, 37, generator=g) * 3  # more rows than one forward chunk
+    target = torch.randint(0, 37, (1100,), generator=g)
+    mine = logits.clone().requires_grad_()
+    ref = logits.clone().requires_grad_()
+    loss, nll = smoothed_loss(mine * 1.0, target, 0.1)  # a non-leaf, as the model's are
+    (2.5 * loss).backward()
+    expected = F.cross_entropy(ref, target, label_smoothing=0.1, reduction="sum")
+    (2.5 * expected).backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(nll, F.cross_entropy(logits, target, reduction="sum"))
+    torch.testing.assert_close(mine.grad, ref.grad, rtol=1e-5, atol=1e-6)
+    assert not nll.requires_grad
