@@ -49,9 +49,10 @@ from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.runtime import physical_cores, set_threads
+from seq2seq.schedule import learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.train import Trainer, TrainState, learning_rate
+from seq2seq.train import Trainer, TrainState
 from seq2seq.translate import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
     """
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
-    trainer.model, trainer.state, trainer.progress = model.train(), TrainState(), 0.0
+    trainer.model, trainer.state, trainer.done = model.train(), TrainState(), 0.0
     trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing)
     trainer.optimizer = torch.optim.AdamW(
         model.parameters(), lr=learning_rate(1, cfg.lr, cfg.warmup), betas=cfg.betas,

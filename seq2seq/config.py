@@ -100,7 +100,7 @@ class TrainConfig:
     accumulate: int = 1  # batches per optimizer step
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 0  # 0 = no limit
-    max_time: str = ""  # wall-clock budget, e.g. "90s", "60m", "1h30m"; "" = no limit
+    max_time: str = ""  # training-time budget (validation not counted), e.g. "60m"; "" = none
     lr: float = 7e-4  # peak learning rate, reached at the end of warm-up
     warmup: int = 4000  # linear warm-up steps, then the schedule's decay
     schedule: Literal["inverse_sqrt", "linear", "cosine"] = "inverse_sqrt"  # decay after warm-up

@@ -123,11 +123,12 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
         # each placed in a cache slot (the row it extends, where possible).
         order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=device)).argsort(dim=1)
         pick = order[:, :k]  # (N, k)
-        in_slot = _slots(top_beam.gather(1, pick)).argsort(dim=1)  # (N, k): pick for each slot
-        pick = pick.gather(1, in_slot)
+        parent = top_beam.gather(1, pick)  # (N, k): the beam each new hypothesis extends
+        in_slot = _slots(parent).argsort(dim=1)  # (N, k): which pick goes to each slot
+        pick, parent = pick.gather(1, in_slot), parent.gather(1, in_slot)
         beam_scores = top_scores.gather(1, pick)  # (N, k)
         base = torch.arange(N, device=device).unsqueeze(1) * k  # (N, 1)
-        src_rows = (base + top_beam.gather(1, pick)).view(-1)  # (N*k,) the row each extends
+        src_rows = (base + parent).view(-1)  # (N*k,) the cache row each extends
         seqs = torch.cat([seqs[src_rows], top_tok.gather(1, pick).view(-1, 1)], dim=1)
         dst_rows = (base + beams).view(-1)  # (N*k,)
         forked = src_rows != dst_rows

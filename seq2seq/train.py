@@ -6,7 +6,6 @@ inside the epoch, the best scores, the early-stopping counter and every RNG stat
 """
 
 import contextlib
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,31 +33,12 @@ from seq2seq.runtime import (
     set_rng_state,
     set_threads,
 )
+from seq2seq.schedule import learning_rate
 from seq2seq.validate import validate, validate_weights
 
 
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving last.pt."""
-
-
-def learning_rate(step: int, peak: float, warmup: int, schedule: str = "inverse_sqrt",
-                  progress: float = 0.0) -> float:
-    """Linear warm-up to `peak` over `warmup` steps, then one of three decays:
-
-    inverse_sqrt: peak * sqrt(warmup / step), the Transformer paper's, with no end point;
-    linear, cosine: down to 0 at the end of the run, `progress` being the fraction of the
-    run done (of max_steps, max_epochs or max_time, whichever is furthest along).
-    The rate is the smaller of the ramp and the decay, so the two meet without a jump.
-    """
-    step = max(step, 1)
-    ramp = step / warmup if warmup > 0 else 1.0
-    if schedule == "linear":
-        decay = 1.0 - progress
-    elif schedule == "cosine":
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-    else:
-        decay = math.sqrt(warmup / step) if warmup > 0 else 1.0
-    return peak * max(min(ramp, decay), 0.0)
 
 
 @dataclass
@@ -93,7 +73,7 @@ class Trainer:
         self.run.claim(resume, overwrite)
         self.progress = progress and self.world.is_main
         self.state = TrainState()
-        self.progress = 0.0  # fraction of the run done, for linear/cosine schedules
+        self.done = 0.0  # fraction of the run done, for linear/cosine schedules
         self.epoch_len = 0  # optimizer steps per epoch on this rank
         torch.manual_seed(self.cfg.seed + self.world.rank)
         with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
@@ -232,10 +212,9 @@ class Trainer:
         return steps
 
     def learning_rate(self, step: int) -> float:
-        return learning_rate(step, self.cfg.lr, self.cfg.warmup, self.cfg.schedule,
-                             self.progress)
+        return learning_rate(step, self.cfg.lr, self.cfg.warmup, self.cfg.schedule, self.done)
 
-    def _progress(self, budget: float) -> float:
+    def _done(self, budget: float) -> float:
         """The fraction of the run done: the furthest of max_steps, max_epochs, max_time."""
         s, c = self.state, self.cfg
         done = [0.0]
@@ -322,8 +301,7 @@ class Trainer:
         elif self.cfg.patience and s.bad_evals >= self.cfg.patience:
             reason = f"no better BLEU in {self.cfg.patience} validations (patience)"
         # Rank 0's clock decides for every rank, so learning rates stay identical under DDP.
-        reason, self.progress = dist.broadcast_object(self.world,
-                                                      (reason, self._progress(budget)))
+        reason, self.done = dist.broadcast_object(self.world, (reason, self._done(budget)))
         return reason
 
     def _log_train(self, window: "_Window", bar: tqdm) -> None:

@@ -11,7 +11,8 @@ import pytest
 import seq2seq.train
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import load_config
-from seq2seq.train import learning_rate, train
+from seq2seq.schedule import learning_rate
+from seq2seq.train import train
 from tests.conftest import tiny_config_yaml, write_slice
 
 PEAK, WARMUP = 1e-3, 100
@@ -69,3 +70,11 @@ def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
     assert state["step"] > 5, "stopped at the first validation: its time was counted"
     assert state["eval_seconds"] >= 3.0
     assert 2.0 <= state["elapsed"] - state["eval_seconds"] < 4.0
+
+
+def test_the_progress_bar_is_shown_when_asked(tmp_path, capfd):
+    """The schedule's fraction-done must not take the place of the progress-bar flag."""
+    data = write_slice(tmp_path, n_train=20, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=4, eval_every=100)
+    train(load_config(config), progress=True)
+    assert "4/4" in capfd.readouterr().err

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from seq2seq.data import make_batch
 from seq2seq.loss import TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
+from seq2seq.schedule import learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
-from seq2seq.train import learning_rate
 from tests.conftest import BOS, EOS, PAD, assert_overfits_one_batch, random_ids, tiny_model
 
 

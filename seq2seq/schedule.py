@@ -1,0 +1,23 @@
+"""The learning-rate schedule: warm-up, then a decay (what the optimizer gets each step)."""
+
+import math
+
+
+def learning_rate(step: int, peak: float, warmup: int, schedule: str = "inverse_sqrt",
+                  done: float = 0.0) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then one of three decays:
+
+    inverse_sqrt: peak * sqrt(warmup / step), the Transformer paper's, with no end point;
+    linear, cosine: down to 0 at the end of the run, `done` being the fraction of the
+    run done (of max_steps, max_epochs or max_time, whichever is furthest along).
+    The rate is the smaller of the ramp and the decay, so the two meet without a jump.
+    """
+    step = max(step, 1)
+    ramp = step / warmup if warmup > 0 else 1.0
+    if schedule == "linear":
+        decay = 1.0 - done
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * done))
+    else:
+        decay = math.sqrt(warmup / step) if warmup > 0 else 1.0
+    return peak * max(min(ramp, decay), 0.0)
