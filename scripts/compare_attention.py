@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/compare_attention.py configs/toy.yaml --time 100s
     .venv/bin/python scripts/compare_attention.py configs/multi30k_de_en.yaml --time 20m \
-        --variants scaled_dot rnn-additive rnn-none
+        --variants scaled_dot rnn-additive rnn-none --set train.warmup=150
 
 Each variant trains with `seq2seq train CONFIG --set ...` for the same training-time budget
 (train.max_time), then `seq2seq evaluate` scores its best checkpoint on data.test with
@@ -36,10 +36,11 @@ def seq2seq(*args: str) -> str:
     return done.stdout
 
 
-def run_variant(config: str, name: str, budget: str, out_root: Path) -> dict:
+def run_variant(config: str, name: str, budget: str, out_root: Path,
+                extra: list[str]) -> dict:
     """Train one variant for `budget`, evaluate it; return a table row."""
     run_dir = out_root / name
-    sets = [*VARIANTS[name], f"train.run_dir={run_dir}", f"train.max_time={budget}",
+    sets = [*extra, *VARIANTS[name], f"train.run_dir={run_dir}", f"train.max_time={budget}",
             "train.max_steps=0", "train.max_epochs=0"]
     seq2seq("train", config, "--overwrite", "--no-progress",
             *[a for s in sets for a in ("--set", s)])
@@ -60,12 +61,14 @@ def main() -> None:
     parser.add_argument("--time", default="100s", help="training budget per variant")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="runs/compare", help="parent of the run directories")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every variant (repeatable)")
     args = parser.parse_args()
     print(f"| variant | test BLEU (beam 5) | chrF2 | train tok/s | steps in {args.time} "
           "| parameters |")
     print("|---|---|---|---|---|---|")
     for name in args.variants:
-        r = run_variant(args.config, name, args.time, Path(args.out))
+        r = run_variant(args.config, name, args.time, Path(args.out), args.set)
         print(f"| {r['variant']} | {r['bleu']:.2f} | {r['chrf']:.2f} | {r['tok_s']:.0f} "
               f"| {r['steps']} | {r['params']} |", flush=True)
 

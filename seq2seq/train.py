@@ -84,9 +84,10 @@ class Trainer:
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
         self.model.to(self.device)
         self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing))
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = torch.optim.AdamW(  # fused: one kernel for all parameters
             self.model.parameters(), lr=self.learning_rate(1),
-            betas=self.cfg.betas, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay)
+            betas=self.cfg.betas, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
             self._resume()

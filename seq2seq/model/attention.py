@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.model.dropout import dropout
+
 SCORES = ("scaled_dot", "dot", "cosine", "general", "additive")
 
 
@@ -132,7 +134,7 @@ class MultiHeadAttention(nn.Module):
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
-            out = F.dropout(weights, p) @ v  # (B, H, Tq, K)
+            out = dropout(weights, p) @ v  # (B, H, Tq, K)
         out = out.transpose(1, 2).reshape(B, Tq, D)  # (B, Tq, D)
         return self.out_proj(out), (weights if need_weights else None)
 

@@ -19,10 +19,9 @@ def build_model(cfg, src_vocab: int, tgt_vocab: int, pad_id: int, joint_vocab: b
         return transformer.build_model(cfg, src_vocab, tgt_vocab, pad_id, joint_vocab)
     if cfg.arch != "rnn":
         raise ValueError(f"unknown model.arch {cfg.arch!r}; choose transformer or rnn")
-    cell = getattr(cfg, "rnn_cell", "gru")  # until ModelConfig has rnn_cell; then cfg.rnn_cell
     return RNNSeq2Seq(
         src_vocab=src_vocab, tgt_vocab=tgt_vocab, pad_id=pad_id, d_model=cfg.d_model,
-        cell=cell, encoder_layers=cfg.encoder_layers,
+        cell=cfg.rnn_cell, encoder_layers=cfg.encoder_layers,
         decoder_layers=cfg.decoder_layers, dropout=cfg.dropout, attention=cfg.attention,
         tie_embeddings=cfg.tie_embeddings, share_embeddings=cfg.share_embeddings and joint_vocab,
         max_positions=cfg.max_positions)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.model.attention import LayerCache, MultiHeadAttention
+from seq2seq.model.dropout import Dropout
 
 
 def embeddings(src_vocab: int, tgt_vocab: int, d_model: int, pad_id: int, share: bool
@@ -43,7 +44,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.w_in = nn.Linear(d_model, d_ff)
         self.w_out = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w_out(self.dropout(torch.relu(self.w_in(x))))  # (B, L, F) inside
@@ -55,7 +56,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def inner(self, x: Tensor) -> Tensor:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.model.attention import AdditiveScore, GeneralScore, make_score
+from seq2seq.model.dropout import Dropout
 from seq2seq.model.layers import embeddings
 from seq2seq.model.transformer import Attention
 
@@ -130,7 +131,7 @@ class RNNSeq2Seq(nn.Module):
         self.pad_id, self.d_model, self.max_positions = pad_id, d_model, max_positions
         self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
                                                     share_embeddings)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         rnn = CELLS[cell]
         self.encoder = rnn(d_model, d_model // 2, encoder_layers, batch_first=True,
                            dropout=dropout if encoder_layers > 1 else 0.0, bidirectional=True)

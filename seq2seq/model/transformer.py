@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.model.attention import DecoderCache
+from seq2seq.model.dropout import Dropout
 from seq2seq.model.layers import DecoderLayer, EncoderLayer, PositionalEncoding, embeddings
 
 
@@ -31,7 +32,7 @@ class Transformer(nn.Module):
         self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
                                                     share_embeddings)
         self.positions = PositionalEncoding(d_model, max_positions)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         layer_args = (d_model, n_heads, d_ff, dropout, attention_dropout, attention, pre_norm)
         self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(decoder_layers))

@@ -1,0 +1,72 @@
+"""The CPU dropout: drop rate, scaling, gradient, repeatability."""
+
+import pytest
+import torch
+
+from seq2seq.model.dropout import WORDS, Dropout, drop_mask, dropout
+
+
+def test_identity_when_not_training_or_p_zero():
+    x = torch.randn(4, 5)
+    assert dropout(x, 0.3, training=False) is x
+    assert dropout(x, 0.0) is x
+    module = Dropout(0.3).eval()
+    assert module(x) is x
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_drop_rate_and_scale(p):
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000)
+    y = dropout(x, p)
+    dropped = round(p * WORDS) / WORDS
+    assert abs((y == 0).float().mean().item() - p) < 3e-3
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - dropped)))
+    assert abs(y.mean().item() - 1.0) < 5e-3  # the expectation is unchanged
+
+
+def test_mask_words_are_uniform():
+    torch.manual_seed(0)
+    quarters = [drop_mask(torch.Size([400_000]), k * WORDS // 4, torch.device("cpu"))
+                .float().mean().item() for k in range(1, 4)]
+    assert quarters == pytest.approx([0.25, 0.5, 0.75], abs=3e-3)
+    # the four words of one draw are independent: each position in a group of 4 alike
+    torch.manual_seed(1)
+    m = drop_mask(torch.Size([400_000]), WORDS // 2, torch.device("cpu")).view(-1, 4).float()
+    assert m.mean(0).tolist() == pytest.approx([0.5] * 4, abs=5e-3)
+    assert (m[:, 0] * m[:, 3]).mean().item() == pytest.approx(0.25, abs=5e-3)
+
+
+def test_gradient_is_mask_times_scale():
+    torch.manual_seed(0)
+    x = torch.randn(64, 33, requires_grad=True)
+    y = dropout(x, 0.25)
+    g = torch.randn_like(y)
+    y.backward(g)
+    kept = y.detach() != 0
+    assert torch.allclose(x.grad, g * kept / (1 - 0.25))
+    assert torch.allclose(y.detach(), x.detach() * kept / (1 - 0.25))
+
+
+def test_repeatable_under_manual_seed_and_keeps_dtype():
+    x = torch.randn(3, 7, 11, dtype=torch.bfloat16)
+    torch.manual_seed(5)
+    a = Dropout(0.2)(x)
+    torch.manual_seed(5)
+    b = Dropout(0.2)(x)
+    assert a.dtype == torch.bfloat16 and a.shape == x.shape
+    assert torch.equal(a, b)
+    assert not torch.equal(a, Dropout(0.2)(x))
+
+
+def test_non_contiguous_input():
+    torch.manual_seed(0)
+    x = torch.ones(50, 40).t()
+    y = dropout(x, 0.5)
+    assert y.shape == (40, 50) and set(y.unique().tolist()) == {0.0, 2.0}
+
+
+def test_bad_probability():
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)
