@@ -52,7 +52,7 @@ from seq2seq.runtime import physical_cores, set_threads
 from seq2seq.schedule import learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.train import Trainer, TrainState
+from seq2seq.train import Trainer, TrainState, adamw
 from seq2seq.translate import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,9 +127,7 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
     trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
     trainer.model, trainer.state, trainer.done = model.train(), TrainState(), 0.0
     trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing)
-    trainer.optimizer = torch.optim.AdamW(
-        model.parameters(), lr=learning_rate(1, cfg.lr, cfg.warmup), betas=cfg.betas,
-        eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    trainer.optimizer = adamw(model, cfg, CPU, learning_rate(1, cfg.lr, cfg.warmup))
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     return trainer
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from seq2seq import distributed as dist
 from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
-from seq2seq.config import Config, dump_config, parse_duration
+from seq2seq.config import Config, TrainConfig, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
@@ -61,6 +61,14 @@ class TrainState:
         return self.elapsed - self.eval_seconds
 
 
+def adamw(model: nn.Module, cfg: TrainConfig, device: torch.device, lr: float
+          ) -> torch.optim.AdamW:
+    """The optimizer training uses; fused (one kernel over all parameters) on CPU and CUDA."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.adam_eps,
+                             weight_decay=cfg.weight_decay,
+                             fused=device.type in ("cpu", "cuda"))
+
+
 class Trainer:
     """One training run in one process (one rank under torchrun)."""
 
@@ -84,10 +92,7 @@ class Trainer:
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
         self.model.to(self.device)
         self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing))
-        self.optimizer = torch.optim.AdamW(  # fused: one kernel for all parameters
-            self.model.parameters(), lr=self.learning_rate(1),
-            betas=self.cfg.betas, eps=self.cfg.adam_eps, weight_decay=self.cfg.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"))
+        self.optimizer = adamw(self.model, self.cfg, self.device, self.learning_rate(1))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
             self._resume()

@@ -23,12 +23,12 @@ class _ZeroAndScale(torch.autograd.Function):
     def forward(ctx, x: Tensor, drop: Tensor, scale: float) -> Tensor:
         ctx.save_for_backward(drop)
         ctx.scale = scale
-        return x.masked_fill(drop, 0).mul_(scale)
+        return torch.where(drop, x.new_zeros(()), x).mul_(scale)  # where: one pass, no copy
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (drop,) = ctx.saved_tensors
-        return grad.masked_fill(drop, 0).mul_(ctx.scale), None, None
+        return torch.where(drop, grad.new_zeros(()), grad).mul_(ctx.scale), None, None
 
 
 def drop_mask(shape: torch.Size, dropped_words: int, device: torch.device) -> Tensor:
