@@ -72,6 +72,21 @@ def test_fused_attention_matches_plain_path():
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
 
 
+def test_attention_dropout_on_cpu_drops_weights_outside_sdpa(monkeypatch):
+    """Training with attention dropout avoids SDPA's per-element Bernoulli fallback on a CPU,
+    and the dropped weights average back to the eval-mode output."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(32, 4, dropout=0.3, score="scaled_dot").eval()
+    x = torch.randn(1, 3, 32).expand(4000, 3, 32)
+    k, v = attn.keys_values(x)
+    expected, _ = attn(x[:1], k[:1], v[:1], None)
+    monkeypatch.setattr("torch.nn.functional.scaled_dot_product_attention",
+                        lambda *a, **kw: pytest.fail("SDPA called with dropout on a CPU"))
+    out, _ = attn.train()(x, k, v, None)
+    assert not torch.allclose(out[0], out[1])
+    torch.testing.assert_close(out.mean(0, keepdim=True), expected, rtol=0, atol=0.03)
+
+
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_cached_decoding_matches_full_decoding(norm):
     model = tiny_model(norm=norm)

@@ -126,7 +126,9 @@ class MultiHeadAttention(nn.Module):
         B, Tq, D = x.shape
         q = self.split(self.q_proj(x))  # (B, H, Tq, K)
         p = self.dropout if self.training else 0.0
-        if self.fused and not need_weights:
+        # On a CPU, SDPA with dropout falls back to its unfused math path with torch's slow
+        # per-element dropout; the plain path below is the same math with model/dropout.py's.
+        if self.fused and not need_weights and not (p > 0 and x.device.type == "cpu"):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             weights = None
         else:
