@@ -2,23 +2,28 @@
 # Reproduce a Multi30k result: download, train (60 minutes of training), average, evaluate.
 #   scripts/reproduce_multi30k.sh de_en [--mirror DIR] [--set section.key=value ...]
 # Prints one Markdown table row: direction, protocol, BLEU, chrF, training time, command.
+# Trains into runs/multi30k_DIRECTION, replacing what is there, unless an override sets
+# train.run_dir (for example a longer run: --set train.max_time=3h --set train.run_dir=runs/x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 direction=${1:?usage: scripts/reproduce_multi30k.sh de_en|en_de [--mirror DIR] [--set k=v ...]}
 shift
+run=runs/multi30k_${direction}
 mirror=()
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --mirror) mirror=(--mirror "$2"); shift 2 ;;
-    --set) overrides+=(--set "$2"); shift 2 ;;
+    --set)
+      overrides+=(--set "$2")
+      case "$2" in train.run_dir=*) run=${2#train.run_dir=} ;; esac
+      shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 config=configs/multi30k_${direction}.yaml
 [ -f "$config" ] || { echo "no recipe $config" >&2; exit 2; }
 BIN=${BIN:-.venv/bin}
-run=runs/multi30k_${direction}
 src=${direction%_*}
 tgt=${direction#*_}
 
