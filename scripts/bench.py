@@ -49,10 +49,10 @@ from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.runtime import physical_cores, set_threads
-from seq2seq.schedule import learning_rate
+from seq2seq.schedule import adamw, learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
-from seq2seq.train import Trainer, TrainState, adamw
+from seq2seq.train import Trainer, TrainState
 from seq2seq.translate import Translator
 
 ROOT = Path(__file__).resolve().parents[1]

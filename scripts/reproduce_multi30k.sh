@@ -12,6 +12,7 @@ run=runs/multi30k_${direction}
 mirror=()
 overrides=()
 while [ $# -gt 0 ]; do
+  case "$1" in --mirror|--set) [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; } ;; esac
   case "$1" in
     --mirror) mirror=(--mirror "$2"); shift 2 ;;
     --set)

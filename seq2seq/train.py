@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from seq2seq import distributed as dist
 from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
-from seq2seq.config import Config, TrainConfig, dump_config, parse_duration
+from seq2seq.config import Config, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
@@ -33,7 +33,7 @@ from seq2seq.runtime import (
     set_rng_state,
     set_threads,
 )
-from seq2seq.schedule import learning_rate
+from seq2seq.schedule import adamw, learning_rate
 from seq2seq.validate import validate, validate_weights
 
 
@@ -59,14 +59,6 @@ class TrainState:
     def train_seconds(self) -> float:
         """The seconds train.max_time counts: validation is not training."""
         return self.elapsed - self.eval_seconds
-
-
-def adamw(model: nn.Module, cfg: TrainConfig, device: torch.device, lr: float
-          ) -> torch.optim.AdamW:
-    """The optimizer training uses; fused (one kernel over all parameters) on CPU and CUDA."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=cfg.betas, eps=cfg.adam_eps,
-                             weight_decay=cfg.weight_decay,
-                             fused=device.type in ("cpu", "cuda"))
 
 
 class Trainer:

@@ -9,6 +9,7 @@ from seq2seq.config import ModelConfig
 from seq2seq.model.build import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "data" / "multi30k"  # Multi30k's files, beside the repo
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 VOCAB = 40
 
@@ -123,3 +124,11 @@ class Uncached:
         hidden, _ = self.model.decode(cache.ids, memory, src_mask,
                                       target_mask(cache.ids, PAD))  # (N, t, D)
         return hidden[:, -1:], None
+
+
+@pytest.fixture(scope="module")
+def mirror() -> Path:
+    """The reference Multi30k mirror (``<repo>/../shared/data/multi30k``); skip without it."""
+    if not (MIRROR / "train.de.gz").is_file():
+        pytest.skip(f"no Multi30k mirror at {MIRROR}")
+    return MIRROR

@@ -13,17 +13,7 @@ from seq2seq.corpora import multi30k
 from seq2seq.corpora.multi30k import BASE_URL, LANGS, SPLITS, download_multi30k, multi30k_paths
 from seq2seq.errors import Seq2SeqError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LINES = {"train": 29000, "val": 1014, "test_2016_flickr": 1000}
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    """The reference mirror next to the repository (``<repo>/../shared/data/multi30k``)."""
-    path = REPO_ROOT.parent / "shared" / "data" / "multi30k"
-    if not (path / "train.de.gz").is_file():
-        pytest.skip(f"no Multi30k mirror at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,27 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MIRROR = REPO_ROOT.parent / "shared" / "data" / "multi30k"
+from tests.conftest import ROOT
+
 TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.encoder_layers=1",
         "model.decoder_layers=1", "tokenizer.vocab_size=300", "train.max_steps=2",
         "train.batch_tokens=512", "train.average_best=2", "decode.max_len_ratio=0.1"]
 
 
 @pytest.mark.slow  # about a minute: SentencePiece on 58k lines, 2 x 1000 test sentences
-@pytest.mark.skipif(not (MIRROR / "train.de.gz").is_file(), reason=f"no mirror at {MIRROR}")
-def test_reproduce_script_trains_evaluates_and_prints_rows(tmp_path: Path) -> None:
+def test_reproduce_script_trains_evaluates_and_prints_rows(tmp_path: Path, mirror: Path) -> None:
     """A copy of the script in a scratch tree: download from the mirror, train into the
     run_dir an override names (so an earlier run is left alone), print both table rows."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(REPO_ROOT / "scripts" / "reproduce_multi30k.sh", tmp_path / "scripts")
-    shutil.copytree(REPO_ROOT / "configs", tmp_path / "configs")
+    shutil.copy(ROOT / "scripts" / "reproduce_multi30k.sh", tmp_path / "scripts")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     earlier = tmp_path / "runs" / "multi30k_de_en"
     earlier.mkdir(parents=True)
     (earlier / "best.pt").write_bytes(b"an earlier run")
     sets = [a for s in [*TINY, "train.run_dir=runs/longer"] for a in ("--set", s)]
     done = subprocess.run(
         ["bash", str(tmp_path / "scripts" / "reproduce_multi30k.sh"), "de_en",
-         "--mirror", str(MIRROR), *sets],
+         "--mirror", str(mirror), *sets],
         capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/bin:/bin", "BIN": str(Path(sys.executable).parent)})
     assert done.returncode == 0, done.stderr[-2000:]
