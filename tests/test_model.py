@@ -87,6 +87,27 @@ def test_attention_dropout_on_cpu_drops_weights_outside_sdpa(monkeypatch):
     torch.testing.assert_close(out.mean(0, keepdim=True), expected, rtol=0, atol=0.03)
 
 
+def test_bf16_autocast_on_cpu_runs_the_fused_kernel_in_fp32(monkeypatch):
+    """Under CPU bf16 autocast SDPA gets fp32 inputs (its bf16 backward is slow there);
+    the block still returns bf16, close to its fp32 output, and gradients flow."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(32, 4, dropout=0.0, score="scaled_dot")
+    x = torch.randn(2, 5, 32, requires_grad=True)
+    mask = padding_mask(torch.tensor([[5] * 5, [5] * 3 + [PAD] * 2]), PAD)
+    k, v = attn.keys_values(x)
+    expected, _ = attn(x, k, v, mask)
+    sdpa, seen = torch.nn.functional.scaled_dot_product_attention, []
+    monkeypatch.setattr("torch.nn.functional.scaled_dot_product_attention",
+                        lambda q, *a, **kw: seen.append(q.dtype) or sdpa(q, *a, **kw))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        k, v = attn.keys_values(x)
+        out, _ = attn(x, k, v, mask)
+    assert seen == [torch.float32] and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0, atol=0.05)
+    out.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_cached_decoding_matches_full_decoding(norm):
     model = tiny_model(norm=norm)

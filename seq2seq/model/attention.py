@@ -92,6 +92,22 @@ def make_score(name: str, n_heads: int, head_dim: int) -> nn.Module:
     raise ValueError(f"unknown attention score {name!r}; choose one of {', '.join(SCORES)}")
 
 
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """torch's fused scaled_dot_product_attention; (B, H, Tq, K) in and out.
+
+    On a CPU, bf16 and fp16 inputs (bf16 autocast included) run the kernel in fp32 and
+    cast the output back: torch's CPU flash-attention backward is about 6 times slower in
+    bf16 than in fp32 (measured on the reference shapes), and attention is a small share
+    of the FLOPs, so fp32 here costs two casts and saves most of a bf16 step's overhead.
+    """
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs back
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                             dropout_p=p)
+    return out.to(q.dtype)
+
+
 class MultiHeadAttention(nn.Module):
     """Q, K, V projections, a score per head, masked softmax, weighted sum, output projection."""
 
@@ -129,7 +145,7 @@ class MultiHeadAttention(nn.Module):
         # On a CPU, SDPA with dropout falls back to its unfused math path with torch's slow
         # per-element dropout; the plain path below is the same math with model/dropout.py's.
         if self.fused and not need_weights and not (p > 0 and x.device.type == "cpu"):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            out = fused_attention(q, k, v, mask, p)
             weights = None
         else:
             scores = self.score(q, k)  # (B, H, Tq, Tk)
