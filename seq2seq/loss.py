@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-ROWS = 512  # rows of logits per chunk of the forward pass: (512 x V) temporaries, not (N x V)
+ROWS = 512  # rows of logits per chunk: (512 x V) fp32 temporaries, never (N x V)
 
 
 class TeacherForcedLoss(nn.Module):
@@ -12,7 +12,8 @@ class TeacherForcedLoss(nn.Module):
     Only non-pad target positions reach the output layer, and the smoothed loss is
     computed from the logits and their logsumexp, so a single (tokens x V) tensor is
     materialised: loss = (1 - eps) * nll + eps * (lse - mean(logits)), the same value
-    as F.cross_entropy(..., label_smoothing=eps).
+    as F.cross_entropy(..., label_smoothing=eps). Under bf16 autocast the logits stay
+    bf16; the loss works on them in fp32 a chunk of rows at a time (SmoothedCrossEntropy).
     """
 
     def __init__(self, model: nn.Module, label_smoothing: float):
@@ -25,7 +26,7 @@ class TeacherForcedLoss(nn.Module):
         memory, _ = self.model.encode(src, src_mask)  # (B, S, D)
         hidden, _ = self.model.decode(tgt_in, memory, src_mask, tgt_mask)  # (B, T, D)
         keep = tgt_out != self.model.pad_id  # (B, T)
-        logits = self.model.logits(hidden[keep]).float()  # (N, V), N = target tokens
+        logits = self.model.logits(hidden[keep])  # (N, V), N = target tokens
         return smoothed_loss(logits, tgt_out[keep], self.eps)
 
 
@@ -46,16 +47,23 @@ class SmoothedCrossEntropy(torch.autograd.Function):
         smooth = lse - mean(x)                 (mean over classes of -log p)
         loss   = (1 - eps) nll + eps smooth
         d loss / d x = p - eps / V - (1 - eps) onehot(t)
-    Forward reads the logits in row chunks; backward turns the saved logits into their
-    gradient in place (x - lse, exp, - eps/V, scale, target entries), so neither pass
-    allocates another (N, V) tensor. The logits must not be used after backward.
+    Both passes walk the logits in chunks of ROWS rows, in fp32 whatever the logits'
+    dtype. Backward turns each chunk into its gradient and writes it over the saved
+    logits, which become the returned gradient (in their own dtype, as autograd wants).
+    So bf16 logits are never copied whole to fp32 and back, and fp32 logits are never
+    copied at all. The logits must not be used after backward.
     """
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        lse = torch.cat([chunk.logsumexp(dim=-1) for chunk in logits.split(ROWS)])  # (N,)
-        nll = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
-        smooth = lse - logits.mean(dim=-1)  # (N,)
+        lse, mean = [], []
+        for chunk in logits.split(ROWS):
+            chunk = chunk.float()
+            lse.append(chunk.logsumexp(dim=-1))
+            mean.append(chunk.mean(dim=-1))
+        lse = torch.cat(lse)  # (N,)
+        nll = lse - logits.gather(1, target.unsqueeze(1)).squeeze(1).float()  # (N,)
+        smooth = lse - torch.cat(mean)  # (N,)
         ctx.save_for_backward(logits, lse, target)
         ctx.eps = eps
         nll_sum = nll.sum()
@@ -65,9 +73,14 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Tensor, None, None]:
         logits, lse, target = ctx.saved_tensors
-        grad = logits  # reused: the (N, V) gradient overwrites the logits
-        grad.sub_(lse.unsqueeze(1)).exp_()  # p
-        grad.sub_(ctx.eps / grad.size(1)).mul_(grad_loss)
-        rows = torch.arange(grad.size(0), device=grad.device)
-        grad[rows, target] -= (1.0 - ctx.eps) * grad_loss
-        return grad, None, None
+        eps, vocab = ctx.eps, logits.size(1)
+        rows = torch.arange(min(ROWS, logits.size(0)), device=logits.device)
+        for chunk, chunk_lse, chunk_target in zip(logits.split(ROWS), lse.split(ROWS),
+                                                  target.split(ROWS), strict=True):
+            grad = chunk.float()  # chunk itself when the logits are fp32
+            grad.sub_(chunk_lse.unsqueeze(1)).exp_()  # p
+            grad.sub_(eps / vocab).mul_(grad_loss)
+            grad[rows[: grad.size(0)], chunk_target] -= (1.0 - eps) * grad_loss
+            if grad.dtype != chunk.dtype:
+                chunk.copy_(grad)
+        return logits, None, None

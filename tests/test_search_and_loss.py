@@ -127,3 +127,20 @@ def test_smoothed_loss_gradient_equals_cross_entropys():
     torch.testing.assert_close(nll, F.cross_entropy(logits, target, reduction="sum"))
     torch.testing.assert_close(mine.grad, ref.grad, rtol=1e-5, atol=1e-6)
     assert not nll.requires_grad
+
+
+def test_smoothed_loss_on_bf16_logits_works_in_fp32_and_returns_a_bf16_gradient():
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(1100, 37, generator=g) * 3).bfloat16()  # more rows than a chunk
+    target = torch.randint(0, 37, (1100,), generator=g)
+    mine = logits.clone().requires_grad_()
+    ref = logits.float().requires_grad_()  # what the old full fp32 copy computed on
+    loss, nll = smoothed_loss(mine * 1.0, target, 0.1)
+    (2.5 * loss).backward()
+    expected = F.cross_entropy(ref, target, label_smoothing=0.1, reduction="sum")
+    (2.5 * expected).backward()
+    assert loss.dtype == nll.dtype == torch.float32
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(nll, F.cross_entropy(ref.detach(), target, reduction="sum"))
+    assert mine.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(mine.grad, ref.grad.bfloat16())  # to within a bf16 rounding
