@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seq2seq.model.dropout import WORDS, Dropout, drop_mask, dropout
+from seq2seq.model.dropout import WORDS, Dropout, dropout, keep_mask
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -28,12 +28,13 @@ def test_drop_rate_and_scale(p):
 
 def test_mask_words_are_uniform():
     torch.manual_seed(0)
-    quarters = [drop_mask(torch.Size([400_000]), k * WORDS // 4, torch.device("cpu"))
-                .float().mean().item() for k in range(1, 4)]
+    cpu, size = torch.device("cpu"), torch.Size([400_000])
+    quarters = [1 - keep_mask(size, k * WORDS // 4, torch.float32, cpu).mean().item()
+                for k in range(1, 4)]
     assert quarters == pytest.approx([0.25, 0.5, 0.75], abs=3e-3)
     # the four words of one draw are independent: each position in a group of 4 alike
     torch.manual_seed(1)
-    m = drop_mask(torch.Size([400_000]), WORDS // 2, torch.device("cpu")).view(-1, 4).float()
+    m = keep_mask(size, WORDS // 2, torch.float32, cpu).view(-1, 4)
     assert m.mean(0).tolist() == pytest.approx([0.5] * 4, abs=5e-3)
     assert (m[:, 0] * m[:, 3]).mean().item() == pytest.approx(0.25, abs=5e-3)
 
@@ -70,3 +71,12 @@ def test_non_contiguous_input():
 def test_bad_probability():
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.0)
+
+
+def test_bf16_kept_values_are_scaled_exactly_once():
+    torch.manual_seed(0)
+    x = torch.randn(200, 50).bfloat16()
+    y = dropout(x, 0.1)
+    kept = y != 0
+    scale = WORDS / (WORDS - round(0.1 * WORDS))
+    assert torch.equal(y[kept], (x[kept].float() * scale).bfloat16())
