@@ -83,9 +83,8 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, mask: Tensor, need_weights: bool = False
                 ) -> tuple[Tensor, Tensor | None]:
         """x: (B, S, D), mask: (B, 1, 1, S) -> (B, S, D), weights (B, H, S, S) or None."""
-        h = self.attn_block.inner(x)
-        k, v = self.self_attn.keys_values(h)
-        y, weights = self.self_attn(h, k, v, mask, need_weights)
+        q, k, v = self.self_attn.queries_keys_values(self.attn_block.inner(x))
+        y, weights = self.self_attn(q, k, v, mask, need_weights)
         x = self.attn_block.outer(x, y)
         x = self.ff_block.outer(x, self.ff(self.ff_block.inner(x)))
         return x, weights
@@ -115,21 +114,20 @@ class DecoderLayer(nn.Module):
         Returns (B, T, D), self-attention weights (B, H, T, T') and cross-attention
         weights (B, H, T, S), the weights only when need_weights.
         """
-        h = self.self_block.inner(x)
-        k, v = self.self_attn.keys_values(h)  # (B, H, T, K)
+        q, k, v = self.self_attn.queries_keys_values(self.self_block.inner(x))  # (B, H, T, K)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T', K): every position so far
-        y, self_w = self.self_attn(h, k, v, tgt_mask, need_weights)
+        y, self_w = self.self_attn(q, k, v, tgt_mask, need_weights)
         x = self.self_block.outer(x, y)
 
-        h = self.cross_block.inner(x)
+        q = self.cross_attn.queries(self.cross_block.inner(x))
         if cache is not None and cache.cross_k is not None:
             k, v = cache.cross_k, cache.cross_v
         else:
             k, v = self.cross_attn.keys_values(memory)  # (B, H, S, K)
             if cache is not None:
                 cache.cross_k, cache.cross_v = k, v
-        y, cross_w = self.cross_attn(h, k, v, src_mask, need_weights)
+        y, cross_w = self.cross_attn(q, k, v, src_mask, need_weights)
         x = self.cross_block.outer(x, y)
 
         x = self.ff_block.outer(x, self.ff(self.ff_block.inner(x)))
