@@ -130,9 +130,10 @@ class MultiHeadAttention(nn.Module):
     def project(self, x: Tensor, *projections: nn.Linear) -> list[Tensor]:
         """Apply projections that share their input as one matrix product (their weights
         side by side), which runs faster than one thin product each.  x: (B, L, D) ->
-        one (B, H, L, K) per projection."""
-        if len(projections) == 1:
-            out = [projections[0](x)]
+        one (B, H, L, K) per projection. Without gradients (decoding, one token a step)
+        the concatenation would cost more than it saves, so each runs on its own."""
+        if len(projections) == 1 or not torch.is_grad_enabled():
+            out = [proj(x) for proj in projections]
         else:
             weight = torch.cat([proj.weight for proj in projections])  # (n D, D)
             bias = torch.cat([proj.bias for proj in projections])
