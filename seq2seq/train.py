@@ -7,7 +7,7 @@ inside the epoch, the best scores, the early-stopping counter and every RNG stat
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import load_or_prepare, load_training_data
+from seq2seq.progress import LossWindow, TrainState, fraction_done, limit_reached
 from seq2seq.run_dir import RunDir
 from seq2seq.runtime import (
     SignalFlag,
@@ -39,26 +40,6 @@ from seq2seq.validate import validate, validate_weights
 
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving last.pt."""
-
-
-@dataclass
-class TrainState:
-    """Everything besides weights and optimizer that resume must restore."""
-
-    step: int = 0
-    epoch: int = 0
-    steps_in_epoch: int = 0  # optimizer steps already taken in this epoch
-    elapsed: float = 0.0  # wall seconds so far (training and validation), across resumes
-    best: list = field(default_factory=list)  # [[bleu, step], ...], best first
-    bad_evals: int = 0  # validations since BLEU last improved
-    nonfinite_in_row: int = 0
-    nonfinite_total: int = 0
-    eval_seconds: float = 0.0  # of `elapsed`, the seconds spent validating
-
-    @property
-    def train_seconds(self) -> float:
-        """The seconds train.max_time counts: validation is not training."""
-        return self.elapsed - self.eval_seconds
 
 
 class Trainer:
@@ -212,18 +193,6 @@ class Trainer:
     def learning_rate(self, step: int) -> float:
         return learning_rate(step, self.cfg.lr, self.cfg.warmup, self.cfg.schedule, self.done)
 
-    def _done(self, budget: float) -> float:
-        """The fraction of the run done: the furthest of max_steps, max_epochs, max_time."""
-        s, c = self.state, self.cfg
-        done = [0.0]
-        if c.max_steps:
-            done.append(s.step / c.max_steps)
-        if c.max_epochs and self.epoch_len:
-            done.append((s.epoch + s.steps_in_epoch / self.epoch_len) / c.max_epochs)
-        if budget:
-            done.append(s.train_seconds / budget)
-        return min(max(done), 1.0)
-
     def make_batch(self, indices: list[int]) -> Batch:
         train, tok = self.data.train, self.tgt_tok
         batch = make_batch([train.src[i] for i in indices], [train.tgt[i] for i in indices],
@@ -241,7 +210,7 @@ class Trainer:
         start = time.perf_counter() - self.state.elapsed
         bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
                    disable=not self.progress, unit="step", dynamic_ncols=True)
-        window = _Window(self.state.step)
+        window = LossWindow(self.state.step)
         reason = self._stop_reason(budget, stopper)  # a resumed run may be at its limit already
         with stopper:
             while reason is None:
@@ -286,23 +255,14 @@ class Trainer:
                 f"step {self.state.step}; lower train.lr, raise train.warmup, or use fp32")
 
     def _stop_reason(self, budget: float, stopper: "SignalFlag") -> str | None:
-        s = self.state
-        reason = None
-        if dist.all_sum(self.world, float(stopper.raised), self.device) > 0:
-            reason = "signal"
-        elif self.cfg.max_steps and s.step >= self.cfg.max_steps:
-            reason = f"max_steps={self.cfg.max_steps}"
-        elif self.cfg.max_epochs and s.epoch >= self.cfg.max_epochs:
-            reason = f"max_epochs={self.cfg.max_epochs}"
-        elif budget and s.train_seconds >= budget:
-            reason = f"max_time={self.cfg.max_time}"
-        elif self.cfg.patience and s.bad_evals >= self.cfg.patience:
-            reason = f"no better BLEU in {self.cfg.patience} validations (patience)"
+        signalled = dist.all_sum(self.world, float(stopper.raised), self.device) > 0
+        reason = "signal" if signalled else limit_reached(self.state, self.cfg, budget)
+        done = fraction_done(self.state, self.cfg, self.epoch_len, budget)
         # Rank 0's clock decides for every rank, so learning rates stay identical under DDP.
-        reason, self.done = dist.broadcast_object(self.world, (reason, self._done(budget)))
+        reason, self.done = dist.broadcast_object(self.world, (reason, done))
         return reason
 
-    def _log_train(self, window: "_Window", bar: tqdm) -> None:
+    def _log_train(self, window: LossWindow, bar: tqdm) -> None:
         row = window.flush(self.state.step, self.state.elapsed,
                            self.learning_rate(self.state.step),
                            self.world, self.device)
@@ -395,23 +355,3 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
     finally:
         if trainer is not None:
             dist.close_world(trainer.world)
-
-
-class _Window:
-    """Training loss and throughput since the last log line (one host sync per log line)."""
-
-    def __init__(self, step: int):
-        self.nll, self.tokens, self.t0, self.step0 = None, 0, time.perf_counter(), step
-
-    def add(self, nll: Tensor, tokens: int) -> None:
-        self.nll = nll if self.nll is None else self.nll + nll
-        self.tokens += tokens
-
-    def flush(self, step: int, elapsed: float, lr: float, world, device) -> dict:
-        nll = dist.all_sum(world, 0.0 if self.nll is None else self.nll.item(), device)
-        tokens = dist.all_sum(world, self.tokens, device)
-        seconds = time.perf_counter() - self.t0
-        row = {"step": step, "elapsed": round(elapsed, 2), "train_loss": nll / max(tokens, 1),
-               "lr": lr, "tokens_per_s": tokens / max(seconds, 1e-9)}
-        self.__init__(step)
-        return row
