@@ -3,7 +3,16 @@
 import torch
 from torch import Tensor, nn
 
-ROWS = 512  # rows of logits per chunk: (512 x V) fp32 temporaries, never (N x V)
+# Rows of logits per chunk: (rows x V) fp32 temporaries, never (N x V). On a CPU a
+# 64 x 8000 chunk (2 MB) stays in cache through a chunk's passes. Against 512 rows, on
+# the reference model: bf16 training's peak memory fell by about 180 MB and its steps
+# ran 2% faster; fp32 steps ran the same. On a GPU, bigger chunks mean fewer launches.
+CPU_ROWS, GPU_ROWS = 64, 512
+
+
+def chunk_rows(device: torch.device) -> int:
+    """Rows of logits the loss handles at a time on `device`."""
+    return CPU_ROWS if device.type == "cpu" else GPU_ROWS
 
 
 class TeacherForcedLoss(nn.Module):
@@ -47,8 +56,8 @@ class SmoothedCrossEntropy(torch.autograd.Function):
         smooth = lse - mean(x)                 (mean over classes of -log p)
         loss   = (1 - eps) nll + eps smooth
         d loss / d x = p - eps / V - (1 - eps) onehot(t)
-    Both passes walk the logits in chunks of ROWS rows, in fp32 whatever the logits'
-    dtype. Backward turns each chunk into its gradient and writes it over the saved
+    Both passes walk the logits in chunks of chunk_rows() rows, in fp32 whatever the
+    logits' dtype. Backward turns each chunk into its gradient and writes it over the saved
     logits, which become the returned gradient (in their own dtype, as autograd wants).
     So bf16 logits are never copied whole to fp32 and back, and fp32 logits are never
     copied at all. The logits must not be used after backward.
@@ -57,7 +66,7 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> tuple[Tensor, Tensor]:
         lse, mean = [], []
-        for chunk in logits.split(ROWS):
+        for chunk in logits.split(chunk_rows(logits.device)):
             chunk = chunk.float()
             lse.append(chunk.logsumexp(dim=-1))
             mean.append(chunk.mean(dim=-1))
@@ -73,10 +82,10 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Tensor, None, None]:
         logits, lse, target = ctx.saved_tensors
-        eps, vocab = ctx.eps, logits.size(1)
-        rows = torch.arange(min(ROWS, logits.size(0)), device=logits.device)
-        for chunk, chunk_lse, chunk_target in zip(logits.split(ROWS), lse.split(ROWS),
-                                                  target.split(ROWS), strict=True):
+        eps, vocab, n = ctx.eps, logits.size(1), chunk_rows(logits.device)
+        rows = torch.arange(min(n, logits.size(0)), device=logits.device)
+        for chunk, chunk_lse, chunk_target in zip(logits.split(n), lse.split(n),
+                                                  target.split(n), strict=True):
             grad = chunk.float()  # chunk itself when the logits are fp32
             grad.sub_(chunk_lse.unsqueeze(1)).exp_()  # p
             grad.sub_(eps / vocab).mul_(grad_loss)
