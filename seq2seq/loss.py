@@ -57,8 +57,9 @@ class SmoothedCrossEntropy(torch.autograd.Function):
         loss   = (1 - eps) nll + eps smooth
         d loss / d x = p - eps / V - (1 - eps) onehot(t)
     Both passes walk the logits in chunks of chunk_rows() rows, in fp32 whatever the
-    logits' dtype. Backward turns each chunk into its gradient and writes it over the saved
-    logits, which become the returned gradient (in their own dtype, as autograd wants).
+    logits' dtype. Backward turns each chunk into its gradient and writes it over the
+    saved logits, which become the returned gradient (in their own dtype, as autograd
+    wants).
     So bf16 logits are never copied whole to fp32 and back, and fp32 logits are never
     copied at all. The logits must not be used after backward.
     """
