@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seq2seq.model.dropout import WORDS, Dropout, dropout, keep_mask
+from seq2seq.model.dropout import WORDS, Dropout, dropout, keep_mask, random_words
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -37,6 +37,17 @@ def test_mask_words_are_uniform():
     m = keep_mask(size, WORDS // 2, torch.float32, cpu).view(-1, 4)
     assert m.mean(0).tolist() == pytest.approx([0.5] * 4, abs=5e-3)
     assert (m[:, 0] * m[:, 3]).mean().item() == pytest.approx(0.25, abs=5e-3)
+
+
+def test_random_words_follow_torch_seed_and_differ_between_calls():
+    torch.manual_seed(3)
+    a, b = random_words(4001), random_words(4001)  # not a multiple of four
+    torch.manual_seed(3)
+    assert torch.equal(random_words(4001), a)
+    assert a.dtype == torch.int16 and a.shape == (4001,)
+    assert (a == b).float().mean().item() < 0.01  # a fresh stream each call
+    high = (a.int() + 32768) >> 12  # the top four bits: 16 equally likely values
+    assert torch.bincount(high, minlength=16).min().item() > 4001 / 16 * 0.7
 
 
 def test_gradient_is_mask_times_scale():
