@@ -1,5 +1,7 @@
 """The training objective: label-smoothed cross entropy of the teacher-forced decoder."""
 
+import weakref
+
 import torch
 from torch import Tensor, nn
 
@@ -23,11 +25,15 @@ class TeacherForcedLoss(nn.Module):
     materialised: loss = (1 - eps) * nll + eps * (lse - mean(logits)), the same value
     as F.cross_entropy(..., label_smoothing=eps). Under bf16 autocast the logits stay
     bf16; the loss works on them in fp32 a chunk of rows at a time (SmoothedCrossEntropy).
+
+    With keep_logits, the logits are written into a buffer kept from one step to the
+    next (see OutputLayer) instead of a fresh (tokens x V) tensor each step.
     """
 
-    def __init__(self, model: nn.Module, label_smoothing: float):
+    def __init__(self, model: nn.Module, label_smoothing: float, keep_logits: bool = False):
         super().__init__()
         self.model, self.eps = model, label_smoothing
+        self.output = OutputLayer() if keep_logits else None
 
     def forward(self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, src_mask: Tensor,
                 tgt_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -35,8 +41,83 @@ class TeacherForcedLoss(nn.Module):
         memory, _ = self.model.encode(src, src_mask)  # (B, S, D)
         hidden, _ = self.model.decode(tgt_in, memory, src_mask, tgt_mask)  # (B, T, D)
         keep = tgt_out != self.model.pad_id  # (B, T)
-        logits = self.model.logits(hidden[keep])  # (N, V), N = target tokens
+        hidden = hidden[keep]  # (N, D), N = target tokens
+        output = self.model.output
+        if self.output is None or output.bias is not None:
+            logits = self.model.logits(hidden)  # (N, V)
+        else:
+            logits = self.output(hidden, output.weight)
         return smoothed_loss(logits, tgt_out[keep], self.eps)
+
+
+class OutputLayer:
+    """hidden @ weight^T, written into a buffer that is reused from one step to the next.
+
+    The logits are the one (tokens x V) tensor of a step: 125 MB at the speed
+    benchmark's reference setting. Allocated afresh, glibc maps new pages for them every
+    step and the kernel zero-fills each on first touch, some 30,000 page faults a step
+    on a CPU. Reusing one buffer, grown when a batch needs more rows, avoids that. The
+    buffer is busy from the forward pass until the backward pass has used the logits'
+    gradient (written over them by SmoothedCrossEntropy); a second forward pass in that
+    time, or one whose graph was dropped, gets a fresh tensor. Under autocast the
+    product runs in the autocast dtype, as nn.Linear's would.
+    """
+
+    def __init__(self):
+        self.buffer: Tensor | None = None
+        self.busy = lambda: None  # weak reference to the busy flag of the last use
+
+    def __call__(self, hidden: Tensor, weight: Tensor) -> Tensor:
+        device = hidden.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            hidden, weight = hidden.to(dtype), weight.to(dtype)
+        rows, vocab = hidden.size(0), weight.size(0)
+        flag = self.busy()
+        if flag is None or not flag.busy:
+            out = self._take(rows, vocab, hidden)
+        else:
+            out = hidden.new_empty(rows, vocab)
+        flag = _Busy()
+        logits = _Logits.apply(hidden, weight, out, flag)
+        if logits.requires_grad:
+            self.busy = weakref.ref(flag)
+        return logits
+
+    def _take(self, rows: int, vocab: int, like: Tensor) -> Tensor:
+        """A (rows, vocab) tensor on the buffer's memory; not a view of the buffer, so
+        the autograd history the logits get stays off it."""
+        buffer = self.buffer
+        if (buffer is None or buffer.numel() < rows * vocab or buffer.dtype != like.dtype
+                or buffer.device != like.device):
+            self.buffer = None  # free the old one before allocating
+            self.buffer = buffer = like.new_empty(rows * vocab)
+        return like.new_empty(0).set_(buffer.untyped_storage(), 0, (rows, vocab))
+
+
+class _Busy:
+    busy = True
+
+
+class _Logits(torch.autograd.Function):
+    """hidden (N, D) @ weight (V, D)^T into `out` (N, V); gradients for hidden and weight."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, out: Tensor, flag: _Busy) -> Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            torch.mm(hidden, weight.t(), out=out)
+        ctx.save_for_backward(hidden, weight)
+        ctx.flag = flag
+        ctx.mark_dirty(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        hidden, weight = ctx.saved_tensors
+        grad_hidden = grad.mm(weight) if ctx.needs_input_grad[0] else None
+        grad_weight = grad.t().mm(hidden) if ctx.needs_input_grad[1] else None
+        ctx.flag.busy = False  # the logits and their gradient are used up
+        return grad_hidden, grad_weight, None, None
 
 
 def smoothed_loss(logits: Tensor, target: Tensor, eps: float) -> tuple[Tensor, Tensor]:

@@ -41,7 +41,7 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
     trainer.model, trainer.state, trainer.done = model.train(), TrainState(), 0.0
-    trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing)
+    trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing, keep_logits=True)
     trainer.optimizer = adamw(model, cfg, CPU, learning_rate(1, cfg.lr, cfg.warmup))
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     return trainer

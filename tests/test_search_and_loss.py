@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from seq2seq.data import make_batch
-from seq2seq.loss import TeacherForcedLoss, smoothed_loss
+from seq2seq.loss import OutputLayer, TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
 from seq2seq.schedule import learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
@@ -144,3 +144,49 @@ def test_smoothed_loss_on_bf16_logits_works_in_fp32_and_returns_a_bf16_gradient(
     torch.testing.assert_close(nll, F.cross_entropy(ref.detach(), target, reduction="sum"))
     assert mine.grad.dtype == torch.bfloat16
     torch.testing.assert_close(mine.grad, ref.grad.bfloat16())  # to within a bf16 rounding
+
+
+def test_kept_logits_buffer_gives_linear_and_cross_entropys_values_and_gradients():
+    torch.manual_seed(0)
+    layer = OutputLayer()
+    weight = torch.randn(50, 8, requires_grad=True)
+    for rows in (30, 20, 40, 40):  # grows, then is reused for fewer and as many rows
+        hidden = torch.randn(rows, 8, requires_grad=True)
+        target = torch.randint(0, 50, (rows,))
+        loss, _ = smoothed_loss(layer(hidden * 1.0, weight), target, 0.1)
+        loss.backward()
+        mine = hidden.grad, weight.grad
+        hidden.grad = weight.grad = None
+        expected = F.cross_entropy(F.linear(hidden, weight), target, label_smoothing=0.1,
+                                   reduction="sum")
+        expected.backward()
+        torch.testing.assert_close(loss, expected)
+        torch.testing.assert_close(mine, (hidden.grad, weight.grad), rtol=1e-5, atol=1e-5)
+        weight.grad = None
+        assert layer.buffer.numel() == 50 * max(30, rows) and not layer.buffer.requires_grad
+
+
+def test_kept_logits_buffer_is_not_shared_while_in_use():
+    layer, weight = OutputLayer(), torch.randn(50, 8, requires_grad=True)
+    first = layer(torch.randn(10, 8), weight)
+    second = layer(torch.randn(10, 8), weight)  # first has not been through backward
+    assert first.data_ptr() != second.data_ptr()
+    del first, second  # graphs dropped without a backward pass: the buffer is free again
+    third = layer(torch.randn(10, 8), weight)
+    assert third.data_ptr() == layer.buffer.data_ptr()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(10, 8), weight).dtype == torch.bfloat16  # as nn.Linear's
+
+
+def test_loss_with_kept_logits_matches_the_plain_one():
+    model = tiny_model()
+    batch = make_batch([[5, 6, 7], [4] * 9], [[8, 9], [10] * 9], PAD, BOS, EOS)
+    args = batch.src, batch.tgt_in, batch.tgt_out, batch.src_mask, batch.tgt_mask
+    grads = []
+    for keep in (False, True):
+        model.zero_grad()
+        loss, _ = TeacherForcedLoss(model, 0.1, keep_logits=keep)(*args)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for plain, kept in zip(*grads, strict=True):
+        torch.testing.assert_close(kept, plain, rtol=1e-5, atol=1e-6)
