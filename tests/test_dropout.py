@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from seq2seq.model.dropout import WORDS, Dropout, dropout, keep_mask, random_words
+from seq2seq.model.dropout import (
+    WORDS,
+    Dropout,
+    dropout,
+    keep_mask,
+    random_words,
+    relu_dropout,
+    residual_dropout,
+)
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -91,3 +99,46 @@ def test_bf16_kept_values_are_scaled_exactly_once():
     kept = y != 0
     scale = WORDS / (WORDS - round(0.1 * WORDS))
     assert torch.equal(y[kept], (x[kept].float() * scale).bfloat16())
+
+
+def _twice(seed, fn, *inputs):
+    """fn(*inputs) under torch.manual_seed(seed), with the inputs' gradients."""
+    torch.manual_seed(seed)
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    return out.detach(), [t.grad for t in leaves]
+
+
+def test_feed_forward_with_the_scale_on_its_weights_is_plain_dropout():
+    from seq2seq.model.layers import FeedForward
+
+    torch.manual_seed(0)
+    ff = FeedForward(16, 64, dropout=0.3).train()
+    x = torch.randn(5, 7, 16)
+    plain = _twice(1, lambda t: ff.w_out(dropout(torch.relu(ff.w_in(t)), 0.3)), x)
+    fused = _twice(1, ff, x)  # the same mask: the same draws from the same seed
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    y, scale = relu_dropout(torch.randn(400_000), 0.3)
+    assert scale == WORDS / (WORDS - round(0.3 * WORDS)) and set(y[y < 0].tolist()) == set()
+
+
+def test_relu_dropout_passes_the_gradient_where_the_output_is_positive():
+    torch.manual_seed(0)
+    h = torch.randn(1000, 50, requires_grad=True)
+    y, _ = relu_dropout(h, 0.25)
+    y.backward(torch.ones_like(y))
+    assert torch.equal(h.grad, (y > 0).float())
+    positive = h.detach() > 0
+    assert (y[positive] == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_residual_dropout_is_x_plus_dropout_of_y(dtype):
+    x, y = torch.randn(6, 9, 32), torch.randn(6, 9, 32).to(dtype)
+    plain = _twice(2, lambda a, b: a + dropout(b, 0.2), x, y)
+    fused = _twice(2, lambda a, b: residual_dropout(a, b, 0.2), x, y)
+    assert fused[0].dtype == torch.float32
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
+    assert torch.equal(residual_dropout(x, y, 0.2, training=False), x + y)

@@ -63,11 +63,9 @@ def random_words(n: int) -> Tensor:
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1 / (1 - p) when training."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, training=True)
-    dropped = min(round(p * WORDS), WORDS - 1)
+    dropped = _dropped_words(x, p, training)
+    if dropped is None:
+        return F.dropout(x, p, training=True) if training and p > 0 else x
     if dropped == 0:
         return x
     scale = WORDS / (WORDS - dropped)
@@ -75,6 +73,76 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     if x.dtype == torch.float32:  # fold the scale into the mask: one pass each way
         return _Multiply.apply(x, mask.mul_(scale), 1.0)
     return _Multiply.apply(x, mask, scale)  # bf16 would round the scale, so apply it apart
+
+
+def relu_dropout(h: Tensor, p: float, training: bool = True) -> tuple[Tensor, float]:
+    """Dropout of relu(h) whose 1 / (1 - p) is left to the caller: returns (y, scale).
+
+    dropout(relu(h)) = scale * y. On a CPU, y = relu(h) times a 0/1 mask, and the
+    feed-forward folds scale into the weights of the product that follows (a D x F
+    multiply instead of a tokens x F pass). The mask is not kept for backward: the
+    gradient reaches h where y > 0, which is one pass over y, a tensor the next product
+    keeps anyway. Off the CPU, y is torch's dropout(relu(h)) and scale is 1.
+    """
+    dropped = _dropped_words(h, p, training)
+    if dropped is None:
+        return F.dropout(torch.relu(h), p, training=training and p > 0), 1.0
+    if dropped == 0:
+        return torch.relu(h), 1.0
+    mask = keep_mask(h.shape, dropped, h.dtype, h.device)
+    return _ReluTimesMask.apply(h, mask), WORDS / (WORDS - dropped)
+
+
+def residual_dropout(x: Tensor, y: Tensor, p: float, training: bool = True) -> Tensor:
+    """x + dropout(y), on a CPU in one pass (addcmul with a 0/1 mask and the scale).
+
+    Under bf16 autocast y is bf16 and x fp32; casting y first cost more than the pass
+    saved (steps 1.7% slower), so mixed dtypes take the two-pass way.
+    """
+    dropped = _dropped_words(y, p, training)
+    if dropped is None or x.shape != y.shape or x.dtype != y.dtype:
+        return x + dropout(y, p, training)
+    if dropped == 0:
+        return x + y
+    mask = keep_mask(y.shape, dropped, y.dtype, y.device)
+    return _AddTimesMask.apply(x, y, mask, WORDS / (WORDS - dropped))
+
+
+def _dropped_words(x: Tensor, p: float, training: bool) -> int | None:
+    """Words out of 65536 that drop an element (0: nothing to drop), or None off the CPU."""
+    if x.device.type != "cpu":
+        return None
+    return min(round(p * WORDS), WORDS - 1) if training else 0
+
+
+class _ReluTimesMask(torch.autograd.Function):
+    """y = relu(h) * mask (0/1); dy/dh is 1 where y > 0, else 0."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, mask: Tensor) -> Tensor:
+        y = torch.relu(h).mul_(mask)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, y, 0), None
+
+
+class _AddTimesMask(torch.autograd.Function):
+    """out = x + scale * y * mask (0/1), one pass; the gradient to y is grad * mask * scale."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, mask: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return torch.addcmul(x, y, mask, value=scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        (mask,) = ctx.saved_tensors
+        return grad, torch.mul(grad, mask).mul_(ctx.scale), None, None
 
 
 class Dropout(nn.Module):

@@ -3,10 +3,11 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.model.attention import LayerCache, MultiHeadAttention
-from seq2seq.model.dropout import Dropout
+from seq2seq.model.dropout import Dropout, relu_dropout, residual_dropout
 
 
 def embeddings(src_vocab: int, tgt_vocab: int, d_model: int, pad_id: int, share: bool
@@ -47,7 +48,12 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w_out(self.dropout(torch.relu(self.w_in(x))))  # (B, L, F) inside
+        """x: (B, L, D) -> (B, L, D), through (B, L, F)."""
+        y, scale = relu_dropout(self.w_in(x), self.dropout.p, self.training)
+        if scale == 1.0:
+            return self.w_out(y)
+        # dropout's 1 / (1 - p) on the (F, D) weights, not on the (B, L, F) activations
+        return F.linear(y, self.w_out.weight * scale, self.w_out.bias)
 
 
 class Residual(nn.Module):
@@ -65,7 +71,7 @@ class Residual(nn.Module):
 
     def outer(self, x: Tensor, y: Tensor) -> Tensor:
         """Combine the input with the sublayer's output."""
-        out = x + self.dropout(y)
+        out = residual_dropout(x, y, self.dropout.p, self.training)
         return out if self.pre_norm else self.norm(out)
 
 
