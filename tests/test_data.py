@@ -221,3 +221,11 @@ def test_padding_fraction_exact() -> None:
     # One batch: src widths 2+1, 4+1 -> S = 5; tgt 1+1, 3+1 -> T = 4.  Real: 3+5+2+4 = 14 of 18.
     assert padding_fraction([[0, 1]], [2, 4], [1, 3]) == pytest.approx(1 - 14 / 18)
     assert padding_fraction([], [], []) == 0.0
+
+
+def test_token_batches_pad_little_when_the_sides_differ_in_length() -> None:
+    rng = random.Random(2)
+    src_lens = [rng.randint(3, 30) for _ in range(4000)]
+    tgt_lens = [max(1, n + rng.randint(-6, 6)) for n in src_lens]  # correlated, not equal
+    batches = token_batches(src_lens, tgt_lens, max_tokens=1000, seed=0, epoch=0)
+    assert padding_fraction(batches, src_lens, tgt_lens) < 0.08  # 0.085 by (tgt_len, src_len)
