@@ -120,6 +120,8 @@ class Plan:
     steps: int = 30  # timed training steps per precision
     matmul_n: int = 2048  # side of the square matmul for the peak
     matmul_reps: int = 5  # best of this many
+    block: int = 5  # timed training steps between two matmul probes (paired MFU)
+    probe_reps: int = 3  # a probe is the best of this many matmuls
     decode_sentences: int = 1000  # test sentences translated (every k-th when fewer than all)
     step_batch: int = 64  # sentences in the per-step decoding timings
     step_lengths: tuple[int, ...] = STEP_LENGTHS
@@ -157,12 +159,14 @@ def bench_training(tok: Tokenizer, corpus: EncodedCorpus, model_cfg: ModelConfig
     """time_training for each precision in `peak`, a fresh model each, on the same batches."""
     batches = training_batches(corpus, train_cfg.batch_tokens, train_cfg.seed,
                                plan.warmup + plan.steps)
-    out = {"rss_before_mib": peak_rss_mib()}
+    out = {"rss_before_mib": peak_rss_mib(), "block": plan.block, "probe_reps": plan.probe_reps}
     for precision in peak:
         log(f"training {precision}: {plan.warmup} warm-up + {plan.steps} timed steps")
         cfg = dataclasses.replace(train_cfg, precision=precision)
         trainer = step_trainer(reference_model(model_cfg, tok, cfg.seed), cfg)
-        row = time_training(trainer, corpus, tok, batches, plan.warmup)
+        dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        row = time_training(trainer, corpus, tok, batches, plan.warmup, block=plan.block,
+                            probe=lambda d=dtype: matmul_gflops(plan.matmul_n, d, plan.probe_reps))
         row["mfu"] = row["gflops_per_s"] / peak[precision]
         out[precision] = row
         del trainer
@@ -202,7 +206,12 @@ def notes(result: dict, n_test: int) -> list[str]:
     if "train" in result:
         out.append("MFU = training FLOPs (seq2seq.accounting: matrix products only, 3 x forward, "
                    "real lengths, so padding is not useful work) per second / the measured "
-                   "matmul peak of the same precision and thread count.")
+                   "matmul peak of the same precision and thread count. paired MFU: the timed "
+                   f"steps run in blocks of {result['train']['block']}, each just after a "
+                   "matmul probe (the same product, best of "
+                   f"{result['train']['probe_reps']}); it is the median over blocks of the "
+                   "block's FLOP rate over its probe's, which a host whose speed drifts "
+                   "during the run moves less.")
         out.append("RSS high-water is the process's peak resident memory (ru_maxrss) so far; "
                    f"before training it was {result['train']['rss_before_mib']:.0f} MiB "
                    "(data, tokenizer, and SentencePiece training on a first run).")
@@ -243,10 +252,11 @@ def format_report(result: dict) -> str:
              "matmul peak: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in peak.items())]
     if "train" in result:
         lines += ["", f"training, batches of {result['batch_tokens']} target tokens", _table(
-            ("precision", "steps", "tok/s", "s/step", "GFLOP/s", "MFU", "padding", "nll/tok",
-             "RSS high-water MiB"),
+            ("precision", "steps", "tok/s", "s/step", "GFLOP/s", "MFU", "paired MFU", "padding",
+             "nll/tok", "RSS high-water MiB"),
             [(r["precision"], f"{r['warmup_steps']}+{r['steps']}", f"{r['tokens_per_s']:.0f}",
               f"{r['seconds_per_step']:.2f}", f"{r['gflops_per_s']:.1f}", f"{r['mfu']:.1%}",
+              f"{r['paired_mfu']:.1%}",
               f"{r['padding_fraction']:.1%}", f"{r['nll_per_token']:.2f}",
               f"{r['peak_rss_mib']:.0f}")
              for p, r in result["train"].items() if p in peak])]

@@ -7,8 +7,10 @@ Each returns plain numbers; what to run and how to report it is the benchmark's 
 
 import platform
 import resource
+import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -48,12 +50,17 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
 
 
 def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
-                  batches: list[list[int]], warmup: int) -> dict:
+                  batches: list[list[int]], warmup: int,
+                  probe: Callable[[], float] | None = None, block: int = 5) -> dict:
     """Train on batches[:warmup] untimed, then time the optimizer steps on the rest.
 
     Each step builds its Batch and calls trainer.train_step, as Trainer.fit does. Returns
     target tokens per second, training FLOPs (seq2seq.accounting, real lengths, so padding
     is not counted as useful work) per second, padding fraction and peak resident memory.
+    With probe (a matmul's GFLOP/s), the timed steps run in blocks of `block` with a probe
+    just before each, and "paired_mfu" is the median over blocks of the block's GFLOP/s
+    over its probe's: on a shared host whose speed drifts, a ratio of two rates measured
+    seconds apart moves less than one against a peak taken before training.
     """
     def step(indices: list[int]) -> tuple[int, float]:
         batch = make_batch([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices],
@@ -62,21 +69,38 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
         trainer.state.step += 1
         return batch.n_tokens, (float("nan") if result is None else result[0].item())
 
+    def flops(part: list[list[int]]) -> float:
+        return training_flops(trainer.model, [len(corpus.src[i]) + 1 for b in part for i in b],
+                              [len(corpus.tgt[i]) + 1 for b in part for i in b])
+
     for indices in batches[:warmup]:
         step(indices)
     timed = batches[warmup:]
-    start = time.perf_counter()
-    tokens, nll = map(sum, zip(*(step(indices) for indices in timed), strict=True))
-    seconds = time.perf_counter() - start
-    flops = training_flops(trainer.model, [len(corpus.src[i]) + 1 for b in timed for i in b],
-                           [len(corpus.tgt[i]) + 1 for b in timed for i in b])
-    return {"precision": trainer.cfg.precision, "warmup_steps": warmup, "steps": len(timed),
-            "seconds": seconds, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
-            "seconds_per_step": seconds / len(timed), "train_flops": flops,
-            "gflops_per_s": flops / seconds / 1e9, "nll_per_token": nll / tokens,
-            "padding_fraction": padding_fraction(timed, [len(s) for s in corpus.src],
-                                                 [len(t) for t in corpus.tgt]),
-            "peak_rss_mib": peak_rss_mib()}
+    size = block if probe is not None else max(len(timed), 1)
+    tokens = nll = seconds = 0.0
+    ratios = []
+    for start in range(0, len(timed), size):
+        part = timed[start : start + size]
+        peak = probe() if probe is not None else None
+        began = time.perf_counter()
+        for indices in part:
+            n, loss = step(indices)
+            tokens, nll = tokens + n, nll + loss
+        took = time.perf_counter() - began
+        seconds += took
+        if peak is not None:
+            ratios.append(flops(part) / took / 1e9 / peak)
+    total = flops(timed)
+    row = {"precision": trainer.cfg.precision, "warmup_steps": warmup, "steps": len(timed),
+           "seconds": seconds, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
+           "seconds_per_step": seconds / len(timed), "train_flops": total,
+           "gflops_per_s": total / seconds / 1e9, "nll_per_token": nll / tokens,
+           "padding_fraction": padding_fraction(timed, [len(s) for s in corpus.src],
+                                                [len(t) for t in corpus.tgt]),
+           "peak_rss_mib": peak_rss_mib()}
+    if ratios:
+        row["paired_mfu"], row["paired_mfu_blocks"] = statistics.median(ratios), ratios
+    return row
 
 
 def peak_rss_mib() -> float:

@@ -34,17 +34,19 @@ def test_measure_runs_every_section_and_reports_it(one_thread):
     corpus = EncodedCorpus(src=tok.encode(src), tgt=tok.encode(tgt))
     model_cfg = ModelConfig(d_model=32, n_heads=4, d_ff=64, encoder_layers=2, decoder_layers=2,
                             max_positions=64)
-    plan = bench.Plan(warmup=1, steps=2, matmul_n=64, matmul_reps=1, decode_sentences=6,
-                      step_batch=4, step_lengths=(3, 6))
+    plan = bench.Plan(warmup=1, steps=3, matmul_n=64, matmul_reps=1, block=2, probe_reps=1,
+                      decode_sentences=6, step_batch=4, step_lengths=(3, 6))
     result = bench.measure(tok, corpus, src[:12], model_cfg,
                            TrainConfig(device="cpu", batch_tokens=200), plan, log=lambda m: None)
 
     for precision in result["peak_gflops"]:  # fp32, and bf16 where the CPU supports it
         row = result["train"][precision]
-        assert row["steps"] == 2 and row["target_tokens"] > 0
+        assert row["steps"] == 3 and row["target_tokens"] > 0
         assert row["tokens_per_s"] > 0 and row["mfu"] > 0  # a 64 x 64 peak is noisy: no bound
         assert row["mfu"] == pytest.approx(row["gflops_per_s"] / result["peak_gflops"][precision])
         assert 0 <= row["padding_fraction"] < 1
+        blocks = row["paired_mfu_blocks"]  # steps 1-2 and 3, each after its own probe
+        assert len(blocks) == 2 and min(blocks) <= row["paired_mfu"] <= max(blocks)
     for row in result["decode"]["search"]:
         assert row["sentences"] == 6 and row["generated_tokens"] > 0
         assert 0 <= row["at_length_limit"] <= 1
