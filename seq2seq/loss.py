@@ -33,7 +33,7 @@ class TeacherForcedLoss(nn.Module):
     def __init__(self, model: nn.Module, label_smoothing: float, keep_logits: bool = False):
         super().__init__()
         self.model, self.eps = model, label_smoothing
-        self.output = OutputLayer() if keep_logits else None
+        self.buffered_output = OutputLayer() if keep_logits else None
 
     def forward(self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, src_mask: Tensor,
                 tgt_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -43,10 +43,10 @@ class TeacherForcedLoss(nn.Module):
         keep = tgt_out != self.model.pad_id  # (B, T)
         hidden = hidden[keep]  # (N, D), N = target tokens
         output = self.model.output
-        if self.output is None or output.bias is not None:
+        if self.buffered_output is None or output.bias is not None:
             logits = self.model.logits(hidden)  # (N, V)
         else:
-            logits = self.output(hidden, output.weight)
+            logits = self.buffered_output(hidden, output.weight)
         return smoothed_loss(logits, tgt_out[keep], self.eps)
 
 

@@ -64,8 +64,9 @@ class Trainer:
         self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
         self.model.to(self.device)
+        # torch.compile would trace the kept logits buffer's storage tricks: not with it
         self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing,
-                                                        keep_logits=True))
+                                                        keep_logits=not self.cfg.compile))
         self.optimizer = adamw(self.model, self.cfg, self.device, self.learning_rate(1))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
