@@ -77,7 +77,7 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
         step(indices)
     timed = batches[warmup:]
     size = block if probe is not None else max(len(timed), 1)
-    tokens = nll = seconds = 0.0
+    tokens = nll = seconds = total = 0.0
     ratios = []
     for start in range(0, len(timed), size):
         part = timed[start : start + size]
@@ -86,11 +86,10 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
         for indices in part:
             n, loss = step(indices)
             tokens, nll = tokens + n, nll + loss
-        took = time.perf_counter() - began
-        seconds += took
+        took, part_flops = time.perf_counter() - began, flops(part)
+        seconds, total = seconds + took, total + part_flops
         if peak is not None:
-            ratios.append(flops(part) / took / 1e9 / peak)
-    total = flops(timed)
+            ratios.append(part_flops / took / 1e9 / peak)
     row = {"precision": trainer.cfg.precision, "warmup_steps": warmup, "steps": len(timed),
            "seconds": seconds, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
            "seconds_per_step": seconds / len(timed), "train_flops": total,
