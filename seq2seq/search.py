@@ -49,7 +49,8 @@ def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache
     """
     hidden, _ = model.decode(last, memory, src_mask, None, cache)  # (N, 1, D)
     logits = model.logits(hidden[:, -1]).float()  # (N, V)
-    logits[:, [model.pad_id, bos_id]] = float("-inf")
+    logits[:, model.pad_id] = float("-inf")  # a column fill each, not an indexed write
+    logits[:, bos_id] = float("-inf")
     return logits.log_softmax(dim=-1)
 
 
@@ -113,10 +114,7 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     while sents.numel():
         N, t = sents.numel(), seqs.size(1)
         logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache, bos_id)  # (N*k, V)
-        V = logp.size(-1)
-        cand = (beam_scores.view(-1, 1) + logp).view(N, k * V)  # (N, k*V)
-        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (N, 2k): at most k of them end in EOS
-        top_beam, top_tok = top_idx // V, top_idx % V  # (N, 2k)
+        top_scores, top_beam, top_tok = _best_candidates(beam_scores, logp, 2 * k)  # (N, 2k)
         is_eos = top_tok == eos_id
         _finish_eos(finished, sents, seqs, k, top_scores, top_beam, is_eos, t, alpha)
         # The k best candidates that do not end the hypothesis become the new beams,
@@ -141,6 +139,52 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
             cache.select(keep_rows)
     best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
     return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
+
+
+def _best_candidates(beam_scores: Tensor, logp: Tensor, n: int
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Each sentence's n best extensions: (scores, beam, token), each (N, n), best first.
+
+    beam_scores: (N, k); logp: (N*k, V). A beam's score shifts all its tokens alike, so
+    the sentence's n best are among each beam's n best tokens: top_tokens per beam row,
+    then one top-n over the k*n survivors, instead of adding the score to all k*V
+    candidates and ranking those.
+    """
+    N, k = beam_scores.shape
+    beam_best, beam_tok = top_tokens(logp, n)  # (N*k, m)
+    m = beam_best.size(1)
+    cand = (beam_scores.view(-1, 1) + beam_best).view(N, k * m)  # (N, k*m)
+    top_scores, top_idx = cand.topk(n, dim=1)  # (N, n)
+    return top_scores, top_idx // m, beam_tok.view(N, k * m).gather(1, top_idx)
+
+
+BLOCK = 64  # vocabulary entries per block in top_tokens
+
+
+def top_tokens(scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The n largest scores of each row and their columns, like scores.topk(n, dim=1).
+
+    scores: (R, V). torch's CPU topk copies every row into (value, index) pairs and
+    sorts part of them, about 1 ns an element. Here the columns are cut into blocks of
+    BLOCK: a block's maximum is one vectorised pass, the n blocks with the largest
+    maxima hold the row's n largest values (a block holding one of them has a maximum
+    that at most n - 1 other elements exceed), and topk runs on those n * BLOCK columns
+    only, plus the last V % BLOCK. The values are exactly topk's; among equal values
+    the columns may differ, as topk leaves open too. Returns (R, m) values and columns,
+    m = min(n, V), largest first.
+    """
+    R, V = scores.shape
+    m, blocks = min(n, V), V // BLOCK
+    if blocks <= 4 * m:  # too few blocks to skip many
+        return scores.topk(m, dim=1)
+    full = scores[:, : blocks * BLOCK].unflatten(1, (blocks, BLOCK))  # (R, blocks, BLOCK)
+    chosen = full.amax(dim=2).topk(m, dim=1).indices  # (R, m)
+    columns = (chosen.unsqueeze(2) * BLOCK
+               + torch.arange(BLOCK, device=scores.device)).flatten(1)  # (R, m * BLOCK)
+    rest = torch.arange(blocks * BLOCK, V, device=scores.device).expand(R, -1)
+    columns = torch.cat([columns, rest], dim=1)  # (R, m * BLOCK + V % BLOCK)
+    values, pos = scores.gather(1, columns).topk(m, dim=1)
+    return values, columns.gather(1, pos)
 
 
 def _slots(parent: Tensor) -> Tensor:

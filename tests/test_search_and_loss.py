@@ -10,7 +10,13 @@ from seq2seq.data import make_batch
 from seq2seq.loss import OutputLayer, TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
 from seq2seq.schedule import learning_rate
-from seq2seq.search import beam_search, greedy_search, max_output_lengths
+from seq2seq.search import (
+    _best_candidates,
+    beam_search,
+    greedy_search,
+    max_output_lengths,
+    top_tokens,
+)
 from tests.conftest import BOS, EOS, PAD, assert_overfits_one_batch, random_ids, tiny_model
 
 
@@ -30,6 +36,36 @@ def test_beam_size_one_equals_greedy(seed):
     greedy = greedy_search(model, src, mask, BOS, EOS, lens)
     beam = beam_search(model, src, mask, BOS, EOS, lens, beam_size=1)
     assert beam.tokens == greedy.tokens
+
+
+@pytest.mark.parametrize("vocab, n", [(1000, 3), (8000, 10), (64 * 20, 5), (50, 10), (7, 10)])
+def test_top_tokens_gives_topks_values_at_columns_that_hold_them(vocab, n):
+    g = torch.Generator().manual_seed(vocab + n)
+    scores = torch.randn(6, vocab, generator=g).log_softmax(dim=1)
+    scores[:, 0] = float("-inf")  # PAD, never a candidate
+    scores[1] = scores[1].round(decimals=1)  # many ties
+    scores[2, -3:] = 5.0  # the best in the last, partial block
+    scores[3] = float("-inf")  # nothing possible
+    scores[3, :2] = -1.0
+    values, columns = top_tokens(scores, n)
+    expected, _ = scores.topk(min(n, vocab), dim=1)
+    assert torch.equal(values, expected)
+    assert torch.equal(scores.gather(1, columns), values)
+    for row in columns.tolist():
+        assert len(set(row)) == len(row)
+
+
+def test_best_candidates_are_the_best_over_every_beams_every_token():
+    g = torch.Generator().manual_seed(3)
+    N, k, vocab = 4, 3, 2000
+    logp = torch.randn(N * k, vocab, generator=g).log_softmax(dim=1)
+    beam_scores = torch.randn(N, k, generator=g)
+    beam_scores[0, 1:] = float("-inf")  # the first step: only beam 0 is alive
+    scores, beam, token = _best_candidates(beam_scores, logp, 2 * k)
+    every = (beam_scores.view(-1, 1) + logp).view(N, k * vocab)
+    assert torch.equal(scores, every.topk(2 * k, dim=1).values)
+    rows = torch.arange(N).unsqueeze(1) * k + beam
+    assert torch.equal(beam_scores.gather(1, beam) + logp[rows, token], scores)
 
 
 def test_greedy_matches_uncached_argmax_decoding():
