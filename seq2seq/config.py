@@ -148,7 +148,7 @@ class DecodeConfig:
     beam_size: int = 5  # 1 = greedy
     length_penalty: float = 1.0  # alpha of the GNMT penalty ((5 + len) / 6) ** alpha
     max_len_ratio: float = 1.5  # output tokens <= max_len_ratio * source tokens + 10
-    batch_size: int = 64  # sentences per decoding batch
+    batch_size: int = 128  # sentences per decoding batch
 
     def validate(self) -> None:
         _require(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")

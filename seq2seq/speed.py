@@ -168,7 +168,7 @@ def time_translation(model: Transformer, tok: Tokenizer, sentences: list[str],
                      beam_size: int) -> dict:
     """Sentences and generated target tokens per second of Translator.translate.
 
-    Uses DecodeConfig's defaults otherwise (batch 64, max_len_ratio 1.5). Also returns the
+    Uses DecodeConfig's defaults otherwise (batch 128, max_len_ratio 1.5). Also returns the
     fraction of outputs that stopped at their length limit instead of at EOS.
     """
     decode = DecodeConfig(beam_size=beam_size)
