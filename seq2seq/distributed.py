@@ -94,6 +94,11 @@ def main_first(world: World):
         dist.barrier()
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, finished: bool = True) -> None:
+    """Leave the process group. After a finished run every rank first waits for the
+    others, so none tears its connections down while another is still writing or in a
+    collective; after an error it leaves at once (the others may never arrive)."""
     if world.active and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

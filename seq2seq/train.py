@@ -350,10 +350,12 @@ class Trainer:
 def train(config: Config, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train the model a config describes; returns the run directory."""
-    trainer = None
+    trainer, finished = None, False
     try:
         trainer = Trainer(config, resume, overwrite, progress)
-        return trainer.fit()
+        run_dir = trainer.fit()
+        finished = True
+        return run_dir
     finally:
         if trainer is not None:
-            dist.close_world(trainer.world)
+            dist.close_world(trainer.world, finished)

@@ -13,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from seq2seq.config import load_config
+from seq2seq.distributed import close_world
 from seq2seq.train import Trainer
 from tests.conftest import tiny_config_yaml, write_slice
 
@@ -38,9 +39,7 @@ def rank_main(rank: int, world: int, port: int, config_path: str, run_dir: str, 
     trainer = Trainer(config, resume=False, overwrite=False, progress=False)
     trainer.fit()
     torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
+    close_world(trainer.world)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +80,7 @@ def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str
                       progress=False)
     trainer.fit()
     torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
+    close_world(trainer.world)
 
 
 def spawn_run(tmp, config, run_dir, out, steps, resume):
