@@ -38,7 +38,8 @@ def test_beam_size_one_equals_greedy(seed):
     assert beam.tokens == greedy.tokens
 
 
-@pytest.mark.parametrize("vocab, n", [(1000, 3), (8000, 10), (64 * 20, 5), (50, 10), (7, 10)])
+@pytest.mark.parametrize("vocab, n",
+                         [(1000, 3), (8000, 10), (8000, 1), (64 * 20, 5), (50, 10), (7, 10)])
 def test_top_tokens_gives_topks_values_at_columns_that_hold_them(vocab, n):
     g = torch.Generator().manual_seed(vocab + n)
     scores = torch.randn(6, vocab, generator=g).log_softmax(dim=1)
