@@ -218,13 +218,12 @@ class LayerCache:
 
     def select(self, index: Tensor) -> None:
         """Keep and reorder batch rows.  index: (B',) long."""
-        if self.self_k is not None:  # gather the filled prefix only, into fresh buffers
-            B, H, capacity, K = self.self_k.shape
-            for name in ("self_k", "self_v"):
-                buffer = getattr(self, name)
-                kept = buffer.new_empty(index.numel(), H, capacity, K)
-                kept[:, :, : self.length] = buffer[index, :, : self.length]
-                setattr(self, name, kept)
+        if self.self_k is not None:
+            # Whole rows, spare capacity too: one index_select is a single pass into the
+            # new buffer, 2-3 times as fast as gathering the filled prefix and copying it
+            # in (measured at 640 rows, 4 heads, 60 positions, 10 or 50 of them filled).
+            self.self_k = self.self_k.index_select(0, index)
+            self.self_v = self.self_v.index_select(0, index)
         if self.cross_k is not None:
             self.cross_k = self.cross_k.index_select(0, index)
             self.cross_v = self.cross_v.index_select(0, index)
@@ -236,8 +235,9 @@ class LayerCache:
         beam of a sentence has the same ones.
         """
         for buffer in (self.self_k, self.self_v):
-            if buffer is not None:
-                buffer[dst, :, : self.length] = buffer[src, :, : self.length]
+            if buffer is not None:  # index_copy_ over the filled prefix: 30% faster than
+                filled = buffer[:, :, : self.length]  # an indexed assignment
+                filled.index_copy_(0, dst, filled.index_select(0, src))
 
 
 class DecoderCache:
