@@ -6,7 +6,10 @@ it reaches its sentence's length limit; the returned tokens exclude BOS and EOS.
 
 The model needs: encode(src, src_mask) -> (memory, _), decode(ids, memory, src_mask,
 None, cache) -> (hidden, _), logits(hidden), and new_cache(capacity) whose cache has
-select(index) (keep rows) and copy_rows(src, dst) (beams forking).
+select(index) (keep rows) and copy_rows(src, dst) (beams forking). A model whose
+beams_share_memory is true takes one memory row per sentence for all its beams, and its
+cache's select(index, cross_index) keeps the sentences' rows of what it computed from
+memory; others get memory copied for every beam.
 
 Beam search keeps every hypothesis in the cache row of the beam it extends whenever it
 can (see _slots), so a step copies cache rows only where a beam forks into several.
@@ -102,8 +105,10 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     """
     B, k, device = src.size(0), beam_size, src.device
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
-    expand = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
-    memory, src_mask = memory[expand], src_mask[expand]  # (B*k, S, D), (B*k, 1, 1, S)
+    shared = getattr(model, "beams_share_memory", False)  # else one copy per beam
+    if not shared:
+        expand = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
+        memory, src_mask = memory[expand], src_mask[expand]  # (B*k, S, D), (B*k, 1, 1, S)
     cache = model.new_cache(int(max_lens.max()) + 1)
     sents = torch.arange(B, device=device)  # input index of each active sentence
     seqs = torch.full((B * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t+1)
@@ -135,9 +140,13 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
         alive = _retire_done(finished, sents, seqs, beam_scores, k, limits, alpha)
         if alive.numel() < N:  # sentences done: drop their rows
             keep_rows = (alive.unsqueeze(1) * k + beams).view(-1)
-            sents, beam_scores = sents[alive], beam_scores[alive]
-            seqs, memory, src_mask = seqs[keep_rows], memory[keep_rows], src_mask[keep_rows]
-            cache.select(keep_rows)
+            sents, beam_scores, seqs = sents[alive], beam_scores[alive], seqs[keep_rows]
+            if shared:
+                memory, src_mask = memory[alive], src_mask[alive]
+                cache.select(keep_rows, alive)
+            else:
+                memory, src_mask = memory[keep_rows], src_mask[keep_rows]
+                cache.select(keep_rows)
     best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
     return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
 

@@ -161,8 +161,16 @@ class MultiHeadAttention(nn.Module):
         q: (B, H, Tq, K); k, v: (B, H, Tk, K); mask: bool, True = may attend,
         broadcastable to (B, H, Tq, Tk), or None.  Returns (B, Tq, D) and the weights
         (B, H, Tq, Tk) when need_weights, else None.
+
+        k, v (and mask) may instead hold B / g rows, one for each g consecutive query rows
+        (beam search: a sentence's g beams share its encoder's keys and values). The g
+        rows' queries then attend as one row of g * Tq queries: the keys and values are
+        not copied g times, and the fused kernel sets up g times fewer rows.
         """
         B, H, Tq, K = q.shape
+        groups = B // k.size(0)
+        if groups > 1:  # (B, H, Tq, K) -> (B / g, H, g * Tq, K), a view
+            q = q.view(B // groups, groups, H, Tq, K).transpose(1, 2).flatten(2, 3)
         p = self.dropout if self.training else 0.0
         # On a CPU, SDPA with dropout falls back to its unfused math path with torch's slow
         # per-element dropout; the plain path below is the same math with model/dropout.py's.
@@ -175,8 +183,17 @@ class MultiHeadAttention(nn.Module):
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
             out = dropout(weights, p) @ v  # (B, H, Tq, K)
+        if groups > 1:  # back to one row per query row: (B, H, Tq, K), (B, H, Tq, Tk)
+            out = _ungroup(out, groups, Tq)
+            weights = None if weights is None else _ungroup(weights, groups, Tq)
         out = out.transpose(1, 2).reshape(B, Tq, H * K)  # (B, Tq, D)
         return self.out_proj(out), (weights if need_weights else None)
+
+
+def _ungroup(x: Tensor, groups: int, per_row: int) -> Tensor:
+    """(B / g, H, g * T, X) -> (B, H, T, X): each row's T queries back on their own row."""
+    rows, H, _, X = x.shape
+    return x.view(rows, H, groups, per_row, X).transpose(1, 2).flatten(0, 1)
 
 
 class LayerCache:
@@ -185,7 +202,8 @@ class LayerCache:
     Self-attention keys/values live in preallocated (B, H, capacity, K) buffers: a step
     writes its position in place and attends to a view of the filled prefix, so no step
     copies what earlier steps stored (capacity doubles when a sentence outgrows it).
-    Cross-attention keys/values (B, H, S, K) are computed from the encoder once.
+    Cross-attention keys/values (B, H, S, K) are computed from the encoder once (one row
+    per sentence in beam search, shared by its beams).
     """
 
     def __init__(self, capacity: int = 0):
@@ -216,8 +234,10 @@ class LayerCache:
             grown[1][:, :, : self.length] = self.self_v[:, :, : self.length]
         self.self_k, self.self_v = grown
 
-    def select(self, index: Tensor) -> None:
-        """Keep and reorder batch rows.  index: (B',) long."""
+    def select(self, index: Tensor, cross_index: Tensor | None = None) -> None:
+        """Keep and reorder batch rows.  index: (B',) long; cross_index: the rows of the
+        cross-attention keys/values to keep when they hold one row per sentence of a beam
+        search (see MultiHeadAttention.forward), else index."""
         if self.self_k is not None:
             # Whole rows, spare capacity too: one index_select is a single pass into the
             # new buffer, 2-3 times as fast as gathering the filled prefix and copying it
@@ -225,8 +245,9 @@ class LayerCache:
             self.self_k = self.self_k.index_select(0, index)
             self.self_v = self.self_v.index_select(0, index)
         if self.cross_k is not None:
-            self.cross_k = self.cross_k.index_select(0, index)
-            self.cross_v = self.cross_v.index_select(0, index)
+            cross_index = index if cross_index is None else cross_index
+            self.cross_k = self.cross_k.index_select(0, cross_index)
+            self.cross_v = self.cross_v.index_select(0, cross_index)
 
     def copy_rows(self, src: Tensor, dst: Tensor) -> None:
         """Rows dst become copies of rows src, in place (beams forking within a sentence).
@@ -251,10 +272,11 @@ class DecoderCache:
         """Target positions already decoded (the position of the next token)."""
         return self.layers[0].length
 
-    def select(self, index: Tensor) -> None:
-        """Keep and reorder batch rows, e.g. the sentences still searching.  index: (B',)."""
+    def select(self, index: Tensor, cross_index: Tensor | None = None) -> None:
+        """Keep and reorder batch rows, e.g. the sentences still searching.  index: (B',);
+        cross_index: see LayerCache.select."""
         for layer in self.layers:
-            layer.select(index)
+            layer.select(index, cross_index)
 
     def copy_rows(self, src: Tensor, dst: Tensor) -> None:
         """Beam search forks: rows dst continue from rows src (same sentence, no overlap)."""

@@ -23,6 +23,10 @@ class Attention:
 class Transformer(nn.Module):
     """Vaswani et al. (2017), with pre- or post-norm residual blocks."""
 
+    # decode() takes memory and src_mask with one row per group of consecutive target
+    # rows (a sentence's beams): beam search need not copy them per beam
+    beams_share_memory = True
+
     def __init__(self, src_vocab: int, tgt_vocab: int, pad_id: int, d_model: int, n_heads: int,
                  d_ff: int, encoder_layers: int, decoder_layers: int, dropout: float,
                  attention_dropout: float, attention: str, pre_norm: bool,
@@ -80,7 +84,8 @@ class Transformer(nn.Module):
                ) -> tuple[Tensor, Attention]:
         """Decoder states for tgt_in.
 
-        tgt_in: (B, T); memory: (B, S, D); src_mask: (B, 1, 1, S); tgt_mask: (B, 1, T, T),
+        tgt_in: (B, T); memory: (B, S, D) or (B / g, S, D) for groups of g consecutive
+        rows that share a source (src_mask likewise); tgt_mask: (B, 1, T, T),
         or None when decoding one token at a time with a cache (positions continue
         from cache.length).  Returns hidden (B, T, D) and the weights when asked.
         """
