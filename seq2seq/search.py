@@ -181,11 +181,11 @@ def top_tokens(scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
     that at most n - 1 other elements exceed), and topk runs on those n * BLOCK columns
     only, plus the last V % BLOCK. The values are exactly topk's; among equal values
     the columns may differ, as topk leaves open too. Returns (R, m) values and columns,
-    m = min(n, V), largest first.
+    m = min(n, V), largest first. Off the CPU, topk itself is fast and one kernel.
     """
     R, V = scores.shape
     m, blocks = min(n, V), V // BLOCK
-    if blocks <= 4 * m:  # too few blocks to skip many
+    if scores.device.type != "cpu" or blocks <= 4 * m:  # or too few blocks to skip many
         return scores.topk(m, dim=1)
     full = scores[:, : blocks * BLOCK].unflatten(1, (blocks, BLOCK))  # (R, blocks, BLOCK)
     chosen = full.amax(dim=2).topk(m, dim=1).indices  # (R, m)
