@@ -141,11 +141,11 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
         if alive.numel() < N:  # sentences done: drop their rows
             keep_rows = (alive.unsqueeze(1) * k + beams).view(-1)
             sents, beam_scores, seqs = sents[alive], beam_scores[alive], seqs[keep_rows]
-            if shared:
-                memory, src_mask = memory[alive], src_mask[alive]
+            memory_rows = alive if shared else keep_rows  # one memory row a sentence, or a beam
+            memory, src_mask = memory[memory_rows], src_mask[memory_rows]
+            if shared:  # the cross-attention keys/values too
                 cache.select(keep_rows, alive)
             else:
-                memory, src_mask = memory[keep_rows], src_mask[keep_rows]
                 cache.select(keep_rows)
     best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
     return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
