@@ -66,6 +66,24 @@ def all_sum(world: World, value: float, device: torch.device) -> float:
     return t.item()
 
 
+def sum_tensor(world: World, value: float, device: torch.device) -> float | torch.Tensor:
+    """Sum a number over all processes, into a 0-d tensor on `device` that nothing waits
+    for (a single process gets `value` back as it is)."""
+    if not world.active:
+        return value
+    t = torch.full((), float(value), device=device)  # a fill, not a copy the host waits on
+    dist.all_reduce(t)
+    return t
+
+
+def max_tensor_(world: World, t: torch.Tensor) -> torch.Tensor:
+    """Replace a tensor by its elementwise maximum over all processes, in place, on the
+    device (no host wait); a single process's tensor stays as it is."""
+    if world.active:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def broadcast_object(world: World, obj):
     """Rank 0's object, on every rank (for decisions only rank 0 can make)."""
     if not world.active:

@@ -36,18 +36,25 @@ class TeacherForcedLoss(nn.Module):
         self.buffered_output = OutputLayer() if keep_logits else None
 
     def forward(self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, src_mask: Tensor,
-                tgt_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns (smoothed loss, nll), each summed over target tokens."""
+                tgt_mask: Tensor, n_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+        """Returns (smoothed loss, nll), each summed over target tokens.
+
+        n_tokens, the batch's count of non-pad targets, lets the positions be found
+        without the host asking the device how many there are (boolean indexing waits
+        for a CUDA device to finish everything queued before it).
+        """
         memory, _ = self.model.encode(src, src_mask)  # (B, S, D)
         hidden, _ = self.model.decode(tgt_in, memory, src_mask, tgt_mask)  # (B, T, D)
-        keep = tgt_out != self.model.pad_id  # (B, T)
-        hidden = hidden[keep]  # (N, D), N = target tokens
+        keep = (tgt_out != self.model.pad_id).flatten()  # (B * T,)
+        at = keep.nonzero() if n_tokens is None else keep.nonzero_static(size=n_tokens)
+        at = at.squeeze(1)  # (N,) flat positions of the target tokens, in order
+        hidden = hidden.flatten(0, 1).index_select(0, at)  # (N, D)
         output = self.model.output
         if self.buffered_output is None or output.bias is not None:
             logits = self.model.logits(hidden)  # (N, V)
         else:
             logits = self.buffered_output(hidden, output.weight)
-        return smoothed_loss(logits, tgt_out[keep], self.eps)
+        return smoothed_loss(logits, tgt_out.flatten().index_select(0, at), self.eps)
 
 
 class OutputLayer:

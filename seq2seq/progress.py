@@ -8,6 +8,7 @@ cross-process agreement (one clock decides for every rank).
 import time
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 from seq2seq import distributed as dist
@@ -62,21 +63,62 @@ def fraction_done(state: TrainState, cfg: TrainConfig, epoch_len: int, budget: f
 
 
 class LossWindow:
-    """Training loss and throughput since the last log line (one host sync per log line)."""
+    """Training loss and throughput since the last log line (one host sync per log line).
+
+    What a step adds stays on the device. The loss averages over the steps whose update
+    was not skipped; throughput counts every step's target tokens.
+    """
 
     def __init__(self, step: int):
-        self.nll, self.tokens, self.t0, self.step0 = None, 0, time.perf_counter(), step
+        self.sums: Tensor | None = None  # (nll, target tokens) of the updated steps
+        self.tokens, self.t0, self.step0 = 0, time.perf_counter(), step
 
-    def add(self, nll: Tensor, tokens: int) -> None:
-        self.nll = nll if self.nll is None else self.nll + nll
+    def add(self, nll: Tensor, skipped: Tensor, tokens: int) -> None:
+        """A step's summed nll, its skip flag (1.0 = update skipped) and target tokens."""
+        kept = 1.0 - skipped
+        sums = torch.stack([torch.where(kept > 0, nll, 0.0), kept * tokens])
+        self.sums = sums if self.sums is None else self.sums + sums
         self.tokens += tokens
 
     def flush(self, step: int, elapsed: float, lr: float, world, device) -> dict:
-        """The metrics row for the window, summed over processes; then start a new window."""
-        nll = dist.all_sum(world, 0.0 if self.nll is None else self.nll.item(), device)
+        """The metrics row for the window, summed over processes; then start a new window.
+        A window whose every update was skipped has no train_loss."""
+        nll, kept = (0.0, 0.0) if self.sums is None else self.sums.tolist()
+        nll, kept = dist.all_sum(world, nll, device), dist.all_sum(world, kept, device)
         tokens = dist.all_sum(world, self.tokens, device)
         seconds = time.perf_counter() - self.t0
-        row = {"step": step, "elapsed": round(elapsed, 2), "train_loss": nll / max(tokens, 1),
-               "lr": lr, "tokens_per_s": tokens / max(seconds, 1e-9)}
+        row = {"step": step, "elapsed": round(elapsed, 2)}
+        if kept:
+            row["train_loss"] = nll / kept
+        row.update(lr=lr, tokens_per_s=tokens / max(seconds, 1e-9))
         self.__init__(step)
         return row
+
+
+class SkippedSteps:
+    """Steps whose update was skipped for a non-finite loss, counted on the device.
+
+    The optimizer skips such an update on the device (schedule.step_unless), so no step
+    waits for its loss to be read; the counts are read where the host waits anyway: at
+    log lines, validations and the end of the run.
+    """
+
+    def __init__(self, in_row: int, device: torch.device):
+        self.in_row = torch.tensor(float(in_row), device=device)  # skipped in a row, now
+        self.new = torch.zeros((), device=device)  # skipped since the last read
+        self.most = self.in_row.clone()  # most skipped in a row since the last read
+
+    def add(self, skipped: Tensor) -> None:
+        """One step's flag: 1.0 when its update was skipped, else 0.0."""
+        self.in_row = (self.in_row + 1.0) * skipped
+        self.new += skipped
+        self.most = torch.maximum(self.most, self.in_row)
+
+    def read(self) -> tuple[int, int, int]:
+        """(skipped since the last read, skipped in a row now, most in a row since the
+        last read); then start counting anew."""
+        new, in_row, most = (int(n) for n in torch.stack([self.new, self.in_row,
+                                                          self.most]).tolist())
+        self.new.zero_()
+        self.most = self.in_row.clone()
+        return new, in_row, most

@@ -16,6 +16,24 @@ def adamw(model: nn.Module, cfg: TrainConfig, device: torch.device, lr: float
                              fused=device.type in ("cpu", "cuda"))
 
 
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """optimizer.step(), unless `skip` (a 0-d float tensor on the device, 1.0 = skip) is set.
+
+    The fused AdamW reads the flag on the device, as it reads a GradScaler's found_inf:
+    a skipped step changes no weight, moment or step count, and the host queues the
+    next step without waiting to learn whether this one was skipped. An optimizer that
+    is not fused cannot, and the host asks (one synchronisation).
+    """
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = skip
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not skip.item():
+        optimizer.step()
+
+
 def learning_rate(step: int, peak: float, warmup: int, schedule: str = "inverse_sqrt",
                   done: float = 0.0) -> float:
     """Linear warm-up to `peak` over `warmup` steps, then one of three decays:

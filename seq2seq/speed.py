@@ -65,9 +65,9 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
     def step(indices: list[int]) -> tuple[int, float]:
         batch = make_batch([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices],
                            tok.pad_id, tok.bos_id, tok.eos_id)
-        result = trainer.train_step([batch])
+        nll, skipped, _ = trainer.train_step([batch])
         trainer.state.step += 1
-        return batch.n_tokens, (float("nan") if result is None else result[0].item())
+        return batch.n_tokens, (float("nan") if skipped.item() else nll.item())
 
     def flops(part: list[list[int]]) -> float:
         return training_flops(trainer.model, [len(corpus.src[i]) + 1 for b in part for i in b],

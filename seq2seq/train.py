@@ -24,7 +24,13 @@ from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import load_or_prepare, load_training_data
-from seq2seq.progress import LossWindow, TrainState, fraction_done, limit_reached
+from seq2seq.progress import (
+    LossWindow,
+    SkippedSteps,
+    TrainState,
+    fraction_done,
+    limit_reached,
+)
 from seq2seq.run_dir import RunDir
 from seq2seq.runtime import (
     SignalFlag,
@@ -34,7 +40,7 @@ from seq2seq.runtime import (
     set_rng_state,
     set_threads,
 )
-from seq2seq.schedule import adamw, learning_rate
+from seq2seq.schedule import adamw, learning_rate, step_unless
 from seq2seq.validate import validate, validate_weights
 
 
@@ -144,16 +150,18 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------
 
-    def train_step(self, micro: list[Batch]) -> tuple[Tensor, int] | None:
+    def train_step(self, micro: list[Batch]) -> tuple[Tensor, Tensor, int]:
         """Forward/backward over the micro-batches of one step, then clip and update.
 
         The loss is normalised by the step's target tokens summed over all processes,
         so N processes with batch B train like one process with batch N x B.
-        Returns (summed nll on this rank, target tokens on this rank), or None when
-        the loss was not finite and the update was skipped.
+        When the loss or the gradient norm is not finite the update is skipped, on the
+        device: nothing in a step waits for the device to finish it.
+        Returns (summed nll on this rank, 1.0 if the update was skipped else 0.0, both
+        0-d tensors on the device; target tokens on this rank).
         """
         tokens = sum(b.n_tokens for b in micro)
-        scale = self.world.size / dist.all_sum(self.world, tokens, self.device)
+        scale = self.world.size / dist.sum_tensor(self.world, tokens, self.device)
         nll_sum = torch.zeros((), device=self.device)
         loss_sum = torch.zeros((), device=self.device)
         for i, b in enumerate(micro):
@@ -162,24 +170,27 @@ class Trainer:
             with no_sync:
                 with autocast(self.device, self.cfg.precision):
                     loss, nll = self.loss_module(b.src, b.tgt_in, b.tgt_out, b.src_mask,
-                                                 b.tgt_mask)
+                                                 b.tgt_mask, b.n_tokens)
                 self.scaler.scale(loss * scale).backward()
             loss_sum += loss.detach()
             nll_sum += nll
         self.scaler.unscale_(self.optimizer)
         norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
                 if self.cfg.clip_norm > 0 else torch.zeros((), device=self.device))
-        finite = bool(torch.isfinite(loss_sum) & (torch.isfinite(norm) | self.scaler.is_enabled()))
-        if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.update()
-            return None
+        # Under fp16 the scaler skips steps with non-finite gradients itself (and lowers
+        # its scale): there only a non-finite loss counts as a skipped step.
+        finite = torch.isfinite(loss_sum) & (torch.isfinite(norm) | self.scaler.is_enabled())
+        # Ranks skip together: with clip_norm 0 a rank's own loss is all it would look at.
+        skipped = dist.max_tensor_(self.world, (~finite).float())
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.state.step + 1)
-        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+        else:
+            step_unless(self.optimizer, skipped)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return nll_sum, tokens
+        return nll_sum, skipped, tokens
 
     def epoch_steps(self) -> list[list[list[int]]]:
         """This epoch's optimizer steps on this rank, each a list of micro-batches (indices)."""
@@ -213,6 +224,7 @@ class Trainer:
         bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
                    disable=not self.progress, unit="step", dynamic_ncols=True)
         window = LossWindow(self.state.step)
+        self.skipped = SkippedSteps(self.state.nonfinite_in_row, self.device)
         reason = self._stop_reason(budget, stopper)  # a resumed run may be at its limit already
         with stopper:
             while reason is None:
@@ -222,15 +234,12 @@ class Trainer:
                         f"an epoch has no batches for {self.world.size} process(es); lower "
                         "train.batch_tokens or use fewer processes")
                 for micro in steps[self.state.steps_in_epoch :]:
-                    result = self.train_step([self.make_batch(idx) for idx in micro])
+                    nll, skipped, tokens = self.train_step([self.make_batch(i) for i in micro])
                     self.state.steps_in_epoch += 1
-                    if result is None:
-                        self._count_nonfinite()
-                        continue
                     self.state.step += 1
-                    self.state.nonfinite_in_row = 0
                     self.state.elapsed = time.perf_counter() - start
-                    window.add(*result)
+                    self.skipped.add(skipped)
+                    window.add(nll, skipped, tokens)
                     bar.update(1)
                     if self.state.step % self.cfg.log_every == 0:
                         self._log_train(window, bar)
@@ -246,15 +255,20 @@ class Trainer:
         bar.close()
         return self._finish(reason, start)
 
-    def _count_nonfinite(self) -> None:
-        self.state.nonfinite_in_row += 1
-        self.state.nonfinite_total += 1
-        self.log(f"step {self.state.step + 1}: non-finite loss, update skipped "
-                 f"({self.state.nonfinite_in_row} in a row)")
-        if self.state.nonfinite_in_row >= self.cfg.max_nonfinite:
+    def _count_skipped(self) -> None:
+        """Learn of the updates skipped since the last look (a host sync: only where the
+        loop waits anyway) and stop once train.max_nonfinite came in a row."""
+        new, in_row, most = self.skipped.read()
+        s = self.state
+        s.nonfinite_total += new
+        s.nonfinite_in_row = in_row
+        if new:
+            self.log(f"step {s.step}: {new} update(s) skipped for a non-finite loss since the "
+                     f"last report ({in_row} in a row now, {s.nonfinite_total} in all)")
+        if most >= self.cfg.max_nonfinite:
             raise Seq2SeqError(
-                f"the loss was not finite for {self.state.nonfinite_in_row} steps in a row at "
-                f"step {self.state.step}; lower train.lr, raise train.warmup, or use fp32")
+                f"the loss was not finite for {most} steps in a row by step {s.step}; "
+                "lower train.lr, raise train.warmup, or use fp32")
 
     def _stop_reason(self, budget: float, stopper: "SignalFlag") -> str | None:
         signalled = dist.all_sum(self.world, float(stopper.raised), self.device) > 0
@@ -265,12 +279,13 @@ class Trainer:
         return reason
 
     def _log_train(self, window: LossWindow, bar: tqdm) -> None:
+        self._count_skipped()
         row = window.flush(self.state.step, self.state.elapsed,
                            self.learning_rate(self.state.step),
                            self.world, self.device)
         row["epoch"] = self.state.epoch
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", lr=f"{row['lr']:.2e}",
-                        tok_s=f"{row['tokens_per_s']:.0f}")
+        loss = f"{row['train_loss']:.3f}" if "train_loss" in row else "-"
+        bar.set_postfix(loss=loss, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
         self.run.append_metrics(row)
 
     def _validate(self, start: float) -> dict:
@@ -311,6 +326,7 @@ class Trainer:
         s.best = s.best[:k]
 
     def _save_last(self, metrics: dict) -> None:
+        self._count_skipped()  # the checkpoint's counts must be current
         state = self.checkpoint(metrics, with_train_state=True)  # collective under DDP
         if self.world.is_main:
             self.run.save("last.pt", state)

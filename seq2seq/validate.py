@@ -24,7 +24,7 @@ def validation_loss(model, dev: EncodedCorpus, tok: Tokenizer, batch_tokens: int
     for indices in batches:
         b = make_batch([dev.src[i] for i in indices], [dev.tgt[i] for i in indices],
                        tok.pad_id, tok.bos_id, tok.eos_id).to(device)
-        _, nll = loss_fn(b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask)
+        _, nll = loss_fn(b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask, b.n_tokens)
         total, tokens = total + nll.item(), tokens + b.n_tokens
     return total / max(tokens, 1)
 

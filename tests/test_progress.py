@@ -5,7 +5,9 @@ import torch
 
 from seq2seq.config import TrainConfig
 from seq2seq.distributed import World
-from seq2seq.progress import LossWindow, TrainState, fraction_done, limit_reached
+from seq2seq.progress import LossWindow, SkippedSteps, TrainState, fraction_done, limit_reached
+
+YES, NO = torch.tensor(1.0), torch.tensor(0.0)  # a step's update skipped, or not
 
 
 def cfg(**kw) -> TrainConfig:
@@ -39,8 +41,33 @@ def test_fraction_done_is_the_furthest_limit_and_stops_at_one():
 
 def test_loss_window_averages_over_tokens_and_starts_afresh():
     window = LossWindow(step=0)
-    window.add(torch.tensor(6.0), 3)
-    window.add(torch.tensor(2.0), 1)
+    window.add(torch.tensor(6.0), NO, 3)
+    window.add(torch.tensor(2.0), NO, 1)
     row = window.flush(step=2, elapsed=1.234, lr=1e-3, world=World(), device=torch.device("cpu"))
     assert row["train_loss"] == pytest.approx(2.0) and row["step"] == 2 and row["tokens_per_s"] > 0
-    assert window.nll is None and window.tokens == 0 and window.step0 == 2
+    assert window.sums is None and window.tokens == 0 and window.step0 == 2
+
+
+def test_loss_window_leaves_skipped_steps_out_of_the_loss_but_not_the_throughput():
+    window = LossWindow(step=0)
+    window.add(torch.tensor(6.0), NO, 3)
+    window.add(torch.tensor(float("nan")), YES, 5)
+    assert window.tokens == 8
+    row = window.flush(step=2, elapsed=1.0, lr=1e-3, world=World(), device=torch.device("cpu"))
+    assert row["train_loss"] == pytest.approx(2.0)
+    window.add(torch.tensor(float("inf")), YES, 5)
+    row = window.flush(step=3, elapsed=2.0, lr=1e-3, world=World(), device=torch.device("cpu"))
+    assert "train_loss" not in row and row["tokens_per_s"] > 0
+
+
+def test_skipped_steps_count_in_a_row_across_reads():
+    skipped = SkippedSteps(in_row=1, device=torch.device("cpu"))  # a resumed run's count
+    for flag in (YES, YES, NO, YES):
+        skipped.add(flag)
+    assert skipped.read() == (3, 1, 3)  # 3 new; 1 in a row now; 1 + 2 at most
+    assert skipped.read() == (0, 1, 1)
+    skipped.add(YES)
+    assert skipped.read() == (1, 2, 2)
+    skipped.add(NO)
+    assert skipped.read() == (0, 0, 2)  # the most since the last read includes where it began
+    assert skipped.read() == (0, 0, 0)

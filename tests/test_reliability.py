@@ -334,24 +334,40 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch, capfd):
     nan_loss_on(monkeypatch, lambda call: call in (3, 4))
     run = fit(config)
     out = capfd.readouterr().out
-    assert "step 3: non-finite loss, update skipped (1 in a row)" in out
-    assert "step 3: non-finite loss, update skipped (2 in a row)" in out
+    for step, in_row in ((3, 1), (4, 2)):
+        assert (f"step {step}: 1 update(s) skipped for a non-finite loss since the last "
+                f"report ({in_row} in a row now, {in_row} in all)") in out
     last = load_checkpoint(run / "last.pt")
     progress = last["train_state"]["progress"]
     assert last["step"] == 5 and progress["nonfinite_total"] == 2
-    assert progress["nonfinite_in_row"] == 0 and progress["steps_in_epoch"] == 7
+    assert progress["nonfinite_in_row"] == 0 and progress["steps_in_epoch"] == 5
     assert all(torch.isfinite(w).all() for w in last["model"].values())
-    losses = train_losses(run)
-    assert [s for s, _, _ in losses] == [1, 2, 3, 4, 5]
+    losses = train_losses(run)  # windows whose every update was skipped log no loss
+    assert [s for s, _, _ in losses] == [1, 2, 5]
     assert all(torch.isfinite(torch.tensor(loss)) for _, _, loss in losses)
+
+
+def test_a_skipped_step_changes_no_weight_or_optimizer_state(tmp_path, monkeypatch):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    one = fit(config_in(tmp_path / "one", data, max_steps=1, eval_every=1))
+    nan_loss_on(monkeypatch, lambda call: call == 2)
+    two = fit(config_in(tmp_path / "two", data, max_steps=2, eval_every=1))
+    one, two = load_checkpoint(one / "last.pt"), load_checkpoint(two / "last.pt")
+    assert two["train_state"]["progress"]["nonfinite_total"] == 1
+    assert_same_weights(one["model"], two["model"])
+    adam_one, adam_two = (c["train_state"]["optimizer"]["state"] for c in (one, two))
+    for key, state in adam_one.items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[name], adam_two[key][name]), (key, name)
 
 
 def test_too_many_non_finite_steps_in_a_row_stop_training(tmp_path, monkeypatch):
     data = write_slice(tmp_path, n_train=100, n_dev=8)
     config = tiny_config_yaml(tmp_path, data, max_steps=50, eval_every=1, max_nonfinite=3)
     nan_loss_on(monkeypatch, lambda call: call >= 3)
-    with pytest.raises(Seq2SeqError, match="not finite for 3 steps in a row at step 2; lower"):
+    with pytest.raises(Seq2SeqError, match="not finite for 3 steps in a row by step 5; lower"):
         fit(config)
-    last = load_checkpoint(tmp_path / "run/last.pt")  # the last good step, nothing after it
-    assert last["step"] == 2
+    # Skipped steps change no weight; the third in a row stops before its checkpoint.
+    last = load_checkpoint(tmp_path / "run/last.pt")
+    assert last["step"] == 4 and last["train_state"]["progress"]["nonfinite_in_row"] == 2
     assert all(torch.isfinite(w).all() for w in last["model"].values())

@@ -7,13 +7,19 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+import seq2seq.loss
 import seq2seq.train
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import load_config
+from seq2seq.config import TrainConfig, load_config
+from seq2seq.data import make_batch
+from seq2seq.progress import LossWindow, SkippedSteps
 from seq2seq.schedule import learning_rate
+from seq2seq.speed import step_trainer
 from seq2seq.train import train
-from tests.conftest import tiny_config_yaml, write_slice
+from tests.conftest import BOS, EOS, PAD, tiny_config_yaml, tiny_model, write_slice
 
 PEAK, WARMUP = 1e-3, 100
 
@@ -78,3 +84,45 @@ def test_the_progress_bar_is_shown_when_asked(tmp_path, capfd):
     config = tiny_config_yaml(tmp_path, data, max_steps=4, eval_every=100)
     train(load_config(config), progress=True)
     assert "4/4" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- steps the host never waits on
+
+
+class HostReads(TorchDispatchMode):
+    """Records the ops that copy device data to the host: on CUDA each waits for every
+    kernel queued before it. .item(), bool() and float() run _local_scalar_dense;
+    boolean indexing and nonzero() must learn their output's size."""
+
+    WAITS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default}
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.WAITS:
+            self.seen.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_a_training_step_never_reads_the_device(bad, monkeypatch):
+    model = tiny_model()
+    trainer = step_trainer(model, TrainConfig(device="cpu", warmup=2, clip_norm=1.0))
+    b = make_batch([[5, 6, 7], [8, 9]], [[10, 11], [12, 13, 14, 15]], PAD, BOS, EOS)
+    if bad:
+        real = seq2seq.loss.smoothed_loss
+        monkeypatch.setattr(seq2seq.loss, "smoothed_loss",
+                            lambda *a: tuple(x * float("nan") for x in real(*a)))
+    window, skipped = LossWindow(0), SkippedSteps(0, torch.device("cpu"))
+    before = [p.detach().clone() for p in model.parameters()]
+    with HostReads() as reads:
+        for _ in range(2):
+            nll, flag, tokens = trainer.train_step([b])
+            skipped.add(flag)
+            window.add(nll, flag, tokens)
+    assert reads.seen == []
+    assert skipped.read() == ((2, 2, 2) if bad else (0, 0, 0))
+    changed = [not torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True)]
+    assert not any(changed) if bad else all(changed)
