@@ -1,6 +1,8 @@
 """PyTorch's own distributed engine, started by torchrun: process group, rank, agreement.
 
 Single-process runs never touch torch.distributed; every helper here is a no-op then.
+Numbers and objects the hosts agree on travel over a gloo group of CPU tensors, so
+agreeing never waits for a GPU to finish its queued work (over NCCL it would).
 """
 
 import contextlib
@@ -42,12 +44,17 @@ def init_world(device_name: str) -> World:
     backend = os.environ.get("SEQ2SEQ_DIST_BACKEND") or ("nccl" if uses_cuda else "gloo")
     if uses_cuda:
         torch.cuda.set_device(local_rank)
+    global _host_group
     if not dist.is_initialized():
         try:
             dist.init_process_group(backend=backend)
         except (RuntimeError, ValueError) as error:
             raise Seq2SeqError(f"could not join the process group ({backend}): {error}") from None
+    _host_group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return World(rank, size, local_rank)
+
+
+_host_group = None  # the CPU group for host agreement; None: the default group is gloo
 
 
 def process_device(world: World, device: torch.device) -> torch.device:
@@ -57,13 +64,13 @@ def process_device(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def all_sum(world: World, value: float, device: torch.device) -> float:
-    """Sum a number over all processes."""
+def all_sum(world: World, values: list[float]) -> list[float]:
+    """Sum numbers over all processes (on the hosts)."""
     if not world.active:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item()
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, group=_host_group)
+    return t.tolist()
 
 
 def sum_tensor(world: World, value: float, device: torch.device) -> float | torch.Tensor:
@@ -89,7 +96,7 @@ def broadcast_object(world: World, obj):
     if not world.active:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=_host_group)
     return box[0]
 
 
@@ -98,7 +105,7 @@ def gather_objects(world: World, obj) -> list:
     if not world.active:
         return [obj]
     out = [None] * world.size
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_host_group)
     return out
 
 
@@ -116,7 +123,9 @@ def close_world(world: World, finished: bool = True) -> None:
     """Leave the process group. After a finished run every rank first waits for the
     others, so none tears its connections down while another is still writing or in a
     collective; after an error it leaves at once (the others may never arrive)."""
+    global _host_group
     if world.active and dist.is_initialized():
         if finished:
             dist.barrier()
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the host group too
+        _host_group = None

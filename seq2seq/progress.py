@@ -80,12 +80,11 @@ class LossWindow:
         self.sums = sums if self.sums is None else self.sums + sums
         self.tokens += tokens
 
-    def flush(self, step: int, elapsed: float, lr: float, world, device) -> dict:
+    def flush(self, step: int, elapsed: float, lr: float, world) -> dict:
         """The metrics row for the window, summed over processes; then start a new window.
         A window whose every update was skipped has no train_loss."""
         nll, kept = (0.0, 0.0) if self.sums is None else self.sums.tolist()
-        nll, kept = dist.all_sum(world, nll, device), dist.all_sum(world, kept, device)
-        tokens = dist.all_sum(world, self.tokens, device)
+        nll, kept, tokens = dist.all_sum(world, [nll, kept, self.tokens])
         seconds = time.perf_counter() - self.t0
         row = {"step": step, "elapsed": round(elapsed, 2)}
         if kept:

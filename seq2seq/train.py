@@ -271,7 +271,7 @@ class Trainer:
                 "lower train.lr, raise train.warmup, or use fp32")
 
     def _stop_reason(self, budget: float, stopper: "SignalFlag") -> str | None:
-        signalled = dist.all_sum(self.world, float(stopper.raised), self.device) > 0
+        signalled = dist.all_sum(self.world, [float(stopper.raised)])[0] > 0
         reason = "signal" if signalled else limit_reached(self.state, self.cfg, budget)
         done = fraction_done(self.state, self.cfg, self.epoch_len, budget)
         # Rank 0's clock decides for every rank, so learning rates stay identical under DDP.
@@ -281,8 +281,7 @@ class Trainer:
     def _log_train(self, window: LossWindow, bar: tqdm) -> None:
         self._count_skipped()
         row = window.flush(self.state.step, self.state.elapsed,
-                           self.learning_rate(self.state.step),
-                           self.world, self.device)
+                           self.learning_rate(self.state.step), self.world)
         row["epoch"] = self.state.epoch
         loss = f"{row['train_loss']:.3f}" if "train_loss" in row else "-"
         bar.set_postfix(loss=loss, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")

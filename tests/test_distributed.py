@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import seq2seq.distributed
 from seq2seq.config import load_config
 from seq2seq.distributed import close_world
 from seq2seq.train import Trainer
@@ -78,6 +79,8 @@ def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str
             "model.dropout=0.1", "train.threads=1"]
     trainer = Trainer(load_config(config_path, sets), resume=resume, overwrite=False,
                       progress=False)
+    # Agree over a group of its own, as under NCCL (gloo's default group would serve).
+    seq2seq.distributed._host_group = torch.distributed.new_group(backend="gloo")
     trainer.fit()
     torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
     close_world(trainer.world)

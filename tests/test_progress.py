@@ -43,7 +43,7 @@ def test_loss_window_averages_over_tokens_and_starts_afresh():
     window = LossWindow(step=0)
     window.add(torch.tensor(6.0), NO, 3)
     window.add(torch.tensor(2.0), NO, 1)
-    row = window.flush(step=2, elapsed=1.234, lr=1e-3, world=World(), device=torch.device("cpu"))
+    row = window.flush(step=2, elapsed=1.234, lr=1e-3, world=World())
     assert row["train_loss"] == pytest.approx(2.0) and row["step"] == 2 and row["tokens_per_s"] > 0
     assert window.sums is None and window.tokens == 0 and window.step0 == 2
 
@@ -53,10 +53,10 @@ def test_loss_window_leaves_skipped_steps_out_of_the_loss_but_not_the_throughput
     window.add(torch.tensor(6.0), NO, 3)
     window.add(torch.tensor(float("nan")), YES, 5)
     assert window.tokens == 8
-    row = window.flush(step=2, elapsed=1.0, lr=1e-3, world=World(), device=torch.device("cpu"))
+    row = window.flush(step=2, elapsed=1.0, lr=1e-3, world=World())
     assert row["train_loss"] == pytest.approx(2.0)
     window.add(torch.tensor(float("inf")), YES, 5)
-    row = window.flush(step=3, elapsed=2.0, lr=1e-3, world=World(), device=torch.device("cpu"))
+    row = window.flush(step=3, elapsed=2.0, lr=1e-3, world=World())
     assert "train_loss" not in row and row["tokens_per_s"] > 0
 
 
