@@ -12,9 +12,13 @@ from torch import Tensor, nn
 CPU_ROWS, GPU_ROWS = 64, 512
 
 
-def chunk_rows(device: torch.device) -> int:
-    """Rows of logits the loss handles at a time on `device`."""
-    return CPU_ROWS if device.type == "cpu" else GPU_ROWS
+def chunk_rows(logits: Tensor) -> int:
+    """Rows of `logits` the loss handles at a time: all of them under torch.compile,
+    whose graph would otherwise depend on the number of chunks and be compiled anew
+    for almost every batch."""
+    if torch.compiler.is_compiling():
+        return max(logits.size(0), 1)
+    return CPU_ROWS if logits.device.type == "cpu" else GPU_ROWS
 
 
 class TeacherForcedLoss(nn.Module):
@@ -155,7 +159,7 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> tuple[Tensor, Tensor]:
         lse, mean = [], []
-        for chunk in logits.split(chunk_rows(logits.device)):
+        for chunk in logits.split(chunk_rows(logits)):
             chunk = chunk.float()
             lse.append(chunk.logsumexp(dim=-1))
             mean.append(chunk.mean(dim=-1))
@@ -171,7 +175,7 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Tensor, None, None]:
         logits, lse, target = ctx.saved_tensors
-        eps, vocab, n = ctx.eps, logits.size(1), chunk_rows(logits.device)
+        eps, vocab, n = ctx.eps, logits.size(1), chunk_rows(logits)
         rows = torch.arange(min(n, logits.size(0)), device=logits.device)
         for chunk, chunk_lse, chunk_target in zip(logits.split(n), lse.split(n),
                                                   target.split(n), strict=True):

@@ -142,3 +142,22 @@ def test_residual_dropout_is_x_plus_dropout_of_y(dtype):
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
     assert torch.equal(residual_dropout(x, y, 0.2, training=False), x + y)
+
+
+def test_under_torch_compile_every_form_is_torch_dropout(monkeypatch):
+    """numpy's generator cannot be traced: compiled graphs get torch's dropout."""
+    import seq2seq.model.dropout as module
+
+    def traced(*args):
+        raise AssertionError("numpy draws inside a compiled graph")
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(module, "random_words", traced)
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 64), torch.randn(64, 64)
+    out = dropout(x, 0.5)
+    kept = out != 0
+    assert 0.4 < kept.float().mean() < 0.6
+    torch.testing.assert_close(out[kept], 2 * x[kept])
+    assert relu_dropout(x, 0.5)[1] == 1.0
+    residual_dropout(x, y, 0.5)

@@ -361,6 +361,16 @@ def test_a_skipped_step_changes_no_weight_or_optimizer_state(tmp_path, monkeypat
             assert torch.equal(state[name], adam_two[key][name]), (key, name)
 
 
+@pytest.mark.slow
+def test_compiled_training_runs_with_dropout(tmp_path):
+    """train.compile: true trains with dropout on (about 30 s on one thread)."""
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    run = fit(tiny_config_yaml(tmp_path, data, max_steps=4, eval_every=4, compile="true"),
+              "model.dropout=0.3")
+    last = load_checkpoint(run / "last.pt")
+    assert last["step"] == 4 and all(torch.isfinite(w).all() for w in last["model"].values())
+
+
 def test_too_many_non_finite_steps_in_a_row_stop_training(tmp_path, monkeypatch):
     data = write_slice(tmp_path, n_train=100, n_dev=8)
     config = tiny_config_yaml(tmp_path, data, max_steps=50, eval_every=1, max_nonfinite=3)

@@ -227,3 +227,22 @@ def test_loss_with_kept_logits_matches_the_plain_one():
         grads.append([p.grad.clone() for p in model.parameters()])
     for plain, kept in zip(*grads, strict=True):
         torch.testing.assert_close(kept, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_loss_matches_eager_and_compiles_once_for_any_batch(monkeypatch):
+    """Batches of 1, 2 and 4 loss chunks share one dynamic graph (about 20 s)."""
+    import torch._dynamo.config
+
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    model = tiny_model(dropout=0.0).train()
+    compiled = torch.compile(TeacherForcedLoss(model, 0.1), dynamic=True)
+    for n, length in ((5, 3), (10, 12), (20, 12)):  # 20, 130, 260 target tokens
+        src = random_ids(n, length, seed=n).tolist()
+        b = make_batch(src, src, PAD, BOS, EOS)
+        args = b.src, b.tgt_in, b.tgt_out, b.src_mask, b.tgt_mask, b.n_tokens
+        eager_loss, eager_nll = TeacherForcedLoss(model, 0.1)(*args)
+        loss, nll = compiled(*args)
+        torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(nll, eager_nll, rtol=1e-5, atol=1e-4)
+        loss.backward()

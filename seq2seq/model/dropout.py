@@ -12,7 +12,7 @@ itself), and both passes are a plain multiply by it: torch's CPU `where` and
 `masked_fill` are not vectorised and took four times as long as a multiply. The drop
 probability is p rounded to a multiple of 1/65536, and kept values are scaled by exactly
 1 / (1 - that probability), so the expectation is unchanged. Off the CPU, torch's fused
-dropout is already fast and is used as is.
+dropout is already fast and is used as is; so is it under torch.compile.
 """
 
 import numpy as np
@@ -86,7 +86,8 @@ def relu_dropout(h: Tensor, p: float, training: bool = True) -> tuple[Tensor, fl
     """
     dropped = _dropped_words(h, p, training)
     if dropped is None:
-        return F.dropout(torch.relu(h), p, training=training and p > 0), 1.0
+        y = torch.relu(h)
+        return (F.dropout(y, p, training=True) if training and p > 0 else y), 1.0
     if dropped == 0:
         return torch.relu(h), 1.0
     mask = keep_mask(h.shape, dropped, h.dtype, h.device)
@@ -109,8 +110,10 @@ def residual_dropout(x: Tensor, y: Tensor, p: float, training: bool = True) -> T
 
 
 def _dropped_words(x: Tensor, p: float, training: bool) -> int | None:
-    """Words out of 65536 that drop an element (0: nothing to drop), or None off the CPU."""
-    if x.device.type != "cpu":
+    """Words out of 65536 that drop an element (0: nothing to drop), or None off the CPU
+    and under torch.compile, whose graphs cannot hold numpy's generator: torch's own
+    dropout then."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return None
     return min(round(p * WORDS), WORDS - 1) if training else 0
 
