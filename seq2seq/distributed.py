@@ -30,11 +30,15 @@ class World:
         return self.size > 1
 
 
+_host_group = None  # the CPU group for host agreement; None: the default group is gloo
+
+
 def init_world(device_name: str) -> World:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
 
     Backend: NCCL for CUDA devices, gloo otherwise; SEQ2SEQ_DIST_BACKEND overrides.
     """
+    global _host_group
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
@@ -44,7 +48,6 @@ def init_world(device_name: str) -> World:
     backend = os.environ.get("SEQ2SEQ_DIST_BACKEND") or ("nccl" if uses_cuda else "gloo")
     if uses_cuda:
         torch.cuda.set_device(local_rank)
-    global _host_group
     if not dist.is_initialized():
         try:
             dist.init_process_group(backend=backend)
@@ -52,9 +55,6 @@ def init_world(device_name: str) -> World:
             raise Seq2SeqError(f"could not join the process group ({backend}): {error}") from None
     _host_group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return World(rank, size, local_rank)
-
-
-_host_group = None  # the CPU group for host agreement; None: the default group is gloo
 
 
 def process_device(world: World, device: torch.device) -> torch.device:

@@ -103,7 +103,7 @@ class SkippedSteps:
     """
 
     def __init__(self, in_row: int, device: torch.device):
-        self.in_row = torch.tensor(float(in_row), device=device)  # skipped in a row, now
+        self.in_row = torch.full((), float(in_row), device=device)  # skipped in a row, now
         self.new = torch.zeros((), device=device)  # skipped since the last read
         self.most = self.in_row.clone()  # most skipped in a row since the last read
 

@@ -77,6 +77,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
             self._resume()
+        self.skipped = SkippedSteps(self.state.nonfinite_in_row, self.device)
         self.run.write_config(config, dump_config)
         self.log(f"model: {count_parameters(self.model):,} parameters; device {self.device}, "
                  f"{self.threads} threads, {self.cfg.precision}, world size {self.world.size}")
@@ -224,7 +225,6 @@ class Trainer:
         bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
                    disable=not self.progress, unit="step", dynamic_ncols=True)
         window = LossWindow(self.state.step)
-        self.skipped = SkippedSteps(self.state.nonfinite_in_row, self.device)
         reason = self._stop_reason(budget, stopper)  # a resumed run may be at its limit already
         with stopper:
             while reason is None:
