@@ -18,16 +18,16 @@ demo: install
 	bash scripts/demo.sh
 
 test: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 check: install
-	$(BIN)/ruff check seq2seq tests scripts
+	$(BIN)/ruff check seq2seq tests scripts bench
 
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m bench.bench
 
 clean:
 	rm -rf runs/toy .pytest_cache

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from seq2seq.errors import Seq2SeqError
-from seq2seq.inspect_cmds import attention, info, plot
+from seq2seq.inspection.commands import attention, info, plot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train Transformer translation models, translate, and score BLEU.")
@@ -51,8 +51,8 @@ def train(config: ConfigArg, set_: SetOpt = None,
           progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
     """Train a model (runs `prepare` first when the tokenizer is missing)."""
     from seq2seq.config import load_config
-    from seq2seq.train import Interrupted
-    from seq2seq.train import train as run_train
+    from seq2seq.training.loop import Interrupted
+    from seq2seq.training.loop import train as run_train
 
     if resume and overwrite:
         _fail("--resume and --overwrite exclude each other")

@@ -1,7 +1,7 @@
 """Reliability: kill safety, SIGINT/SIGTERM, exact resume, run-dir protection, non-finite loss.
 
 Every run is the tiny model on a slice of the toy data; in-process runs use the library
-(`seq2seq.train.train`), the kill and signal tests a real `python -m seq2seq` process.
+(`seq2seq.training.loop.train`), the kill and signal tests a real `python -m seq2seq` process.
 """
 
 import json
@@ -21,9 +21,9 @@ import seq2seq.loss
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
-from seq2seq.train import Interrupted, train
+from seq2seq.training.loop import Interrupted, train
 from tests.conftest import ROOT, tiny_config_yaml, write_slice
-from tests.test_bad_input import assert_one_line_error, cli
+from tests.integration.test_bad_input import assert_one_line_error, cli
 
 DROPOUT = ["model.dropout=0.3", "model.attention_dropout=0.1"]  # so RNG state matters
 

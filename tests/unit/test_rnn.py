@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from seq2seq.accounting import _rnn_layer_flops, flops_per_target_token
 from seq2seq.config import ModelConfig
+from seq2seq.inspection.accounting import _rnn_layer_flops, flops_per_target_token
 from seq2seq.model.attention import make_score
 from seq2seq.model.build import build_model
 from seq2seq.model.masks import padding_mask, target_mask

@@ -72,7 +72,7 @@ def draw_png(maps: AttentionMaps, path: Path) -> None:
     heads then each head; then a row of encoder and a row of decoder self-attention, the
     mean of the heads per layer (every head of those is in the HTML page). The image
     format follows the suffix: .png, .pdf or .svg."""
-    from seq2seq.plots import new_figure, save_figure
+    from seq2seq.inspection.plots import new_figure, save_figure
 
     cross, encoder, decoder_self = kinds(maps)
     grid = [[(cross, f"layer {i}, {head}", m) for head, m in _panels(w)]

@@ -23,7 +23,7 @@ from seq2seq.corpora.toy import (
 )
 from seq2seq.errors import Seq2SeqError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "dev", "test")
 FILES = [f"{split}.{side}" for split in SPLITS for side in ("src", "tgt")]
 

@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from seq2seq.config import TrainConfig
-from seq2seq.distributed import World
-from seq2seq.progress import LossWindow, SkippedSteps, TrainState, fraction_done, limit_reached
+from seq2seq.training.distributed import World
+from seq2seq.training.progress import (
+    LossWindow,
+    SkippedSteps,
+    TrainState,
+    fraction_done,
+    limit_reached,
+)
 
 YES, NO = torch.tensor(1.0), torch.tensor(0.0)  # a step's update skipped, or not
 

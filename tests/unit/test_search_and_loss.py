@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from seq2seq.data import make_batch
 from seq2seq.loss import OutputLayer, TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
-from seq2seq.schedule import learning_rate
 from seq2seq.search import (
     _best_candidates,
     beam_search,
@@ -17,6 +16,7 @@ from seq2seq.search import (
     max_output_lengths,
     top_tokens,
 )
+from seq2seq.training.schedule import learning_rate
 from tests.conftest import BOS, EOS, PAD, assert_overfits_one_batch, random_ids, tiny_model
 
 

@@ -18,7 +18,7 @@ import torch
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import load_config
-from seq2seq.train import train
+from seq2seq.training.loop import train
 from tests.conftest import tiny_config_yaml, write_slice
 
 SNOWMAN = "\u2603 \u6f22\u5b57"  # characters the toy tokenizer never saw

@@ -1,4 +1,4 @@
-"""Smoke test of scripts/bench.py: every measurement on a tiny model and synthetic text."""
+"""Smoke test of bench/bench.py: every measurement on a tiny model and synthetic text."""
 
 import json
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from scripts import bench
+from bench import bench
 from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.data import EncodedCorpus
 from seq2seq.tokenizer import train_tokenizer

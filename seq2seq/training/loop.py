@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seq2seq import distributed as dist
 from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
 from seq2seq.config import Config, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
@@ -24,14 +23,6 @@ from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import load_or_prepare, load_training_data
-from seq2seq.progress import (
-    LossWindow,
-    SkippedSteps,
-    TrainState,
-    fraction_done,
-    limit_reached,
-)
-from seq2seq.run_dir import RunDir
 from seq2seq.runtime import (
     SignalFlag,
     autocast,
@@ -40,8 +31,17 @@ from seq2seq.runtime import (
     set_rng_state,
     set_threads,
 )
-from seq2seq.schedule import adamw, learning_rate, step_unless
-from seq2seq.validate import validate, validate_weights
+from seq2seq.training import distributed as dist
+from seq2seq.training.progress import (
+    LossWindow,
+    SkippedSteps,
+    TrainState,
+    fraction_done,
+    limit_reached,
+)
+from seq2seq.training.run_dir import RunDir
+from seq2seq.training.schedule import adamw, learning_rate, step_unless
+from seq2seq.training.validate import validate, validate_weights
 
 
 class Interrupted(Exception):

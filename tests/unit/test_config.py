@@ -7,7 +7,7 @@ import pytest
 from seq2seq.config import Config, dump_config, from_dict, load_config, parse_duration
 from seq2seq.errors import Seq2SeqError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"data": {"train": "a", "dev": "b"}, "train": {"max_steps": 5}}
 
 

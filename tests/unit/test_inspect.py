@@ -12,21 +12,21 @@ import typer
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
-from seq2seq.accounting import (
+from seq2seq.checkpoint import save_checkpoint
+from seq2seq.config import ModelConfig, from_dict
+from seq2seq.data import make_batch
+from seq2seq.errors import Seq2SeqError
+from seq2seq.inspection.accounting import (
     flops_per_target_token,
     format_table,
     parameter_table,
     training_flops,
 )
-from seq2seq.attention_maps import AttentionMaps, draw_png, html_data, write_html
-from seq2seq.checkpoint import save_checkpoint
-from seq2seq.config import ModelConfig, from_dict
-from seq2seq.data import make_batch
-from seq2seq.errors import Seq2SeqError
-from seq2seq.inspect_cmds import attention, info, plot, sentence_attention
+from seq2seq.inspection.attention_maps import AttentionMaps, draw_png, html_data, write_html
+from seq2seq.inspection.commands import attention, info, plot, sentence_attention
+from seq2seq.inspection.plots import plot_runs, read_metrics
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.model.transformer import build_model, count_parameters
-from seq2seq.plots import plot_runs, read_metrics
 from seq2seq.tokenizer import train_tokenizer
 from seq2seq.translate import Translator
 from tests.conftest import BOS, EOS, PAD, ROOT, tiny_config_yaml, tiny_model, write_slice
@@ -373,8 +373,9 @@ def test_commands_on_a_typer_app(checkpoint, tmp_path):
 
 
 def test_importing_the_commands_loads_no_plotting_library():
-    code = ("import sys, seq2seq.inspect_cmds, seq2seq.accounting, seq2seq.plots, "
-            "seq2seq.attention_maps; print('matplotlib' in sys.modules)")
+    code = ("import sys, seq2seq.inspection.commands, seq2seq.inspection.accounting, "
+            "seq2seq.inspection.plots, seq2seq.inspection.attention_maps; "
+            "print('matplotlib' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "False", result.stderr

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import seq2seq.distributed
+import seq2seq.training.distributed
 from seq2seq.config import load_config
-from seq2seq.distributed import close_world
-from seq2seq.train import Trainer
+from seq2seq.training.distributed import close_world
+from seq2seq.training.loop import Trainer
 from tests.conftest import tiny_config_yaml, write_slice
 
 STEPS = 3
@@ -80,7 +80,7 @@ def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str
     trainer = Trainer(load_config(config_path, sets), resume=resume, overwrite=False,
                       progress=False)
     # Agree over a group of its own, as under NCCL (gloo's default group would serve).
-    seq2seq.distributed._host_group = torch.distributed.new_group(backend="gloo")
+    seq2seq.training.distributed._host_group = torch.distributed.new_group(backend="gloo")
     trainer.fit()
     torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
     close_world(trainer.world)

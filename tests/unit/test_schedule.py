@@ -11,14 +11,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import seq2seq.loss
-import seq2seq.train
+import seq2seq.training.loop
+from bench.timing import step_trainer
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.data import make_batch
-from seq2seq.progress import LossWindow, SkippedSteps
-from seq2seq.schedule import learning_rate
-from seq2seq.speed import step_trainer
-from seq2seq.train import train
+from seq2seq.training.loop import train
+from seq2seq.training.progress import LossWindow, SkippedSteps
+from seq2seq.training.schedule import learning_rate
 from tests.conftest import BOS, EOS, PAD, tiny_config_yaml, tiny_model, write_slice
 
 PEAK, WARMUP = 1e-3, 100
@@ -60,7 +60,7 @@ def test_a_linear_run_decays_to_zero_at_its_limit(limit, tmp_path):
 
 def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
     """The first validation outlasts the whole budget; training must go on regardless."""
-    real, calls = seq2seq.train.validate, []
+    real, calls = seq2seq.training.loop.validate, []
 
     def slow_first_validation(*args, **kwargs):
         calls.append(None)
@@ -68,7 +68,7 @@ def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
             time.sleep(3.0)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(seq2seq.train, "validate", slow_first_validation)
+    monkeypatch.setattr(seq2seq.training.loop, "validate", slow_first_validation)
     data = write_slice(tmp_path, n_train=40, n_dev=8)
     config = tiny_config_yaml(tmp_path, data, max_steps=0, max_time="2s", eval_every=5)
     run = train(load_config(config), progress=False)

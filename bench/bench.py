@@ -2,7 +2,7 @@
 
 Usage, from the repository root (after `make install`):
 
-    python scripts/bench.py [--quick] [--json] [--threads N] [--steps N]
+    python bench/bench.py [--quick] [--json] [--threads N] [--steps N]
                             [--data DIR | --mirror DIR] [--skip-train] [--skip-decode]
 
 Everything runs in one process with one thread count: the reference model (the project's
@@ -26,6 +26,16 @@ from pathlib import Path
 
 import torch
 
+from bench.timing import (
+    bf16_problem,
+    cpu_name,
+    matmul_gflops,
+    peak_rss_mib,
+    step_trainer,
+    time_per_step,
+    time_training,
+    time_translation,
+)
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig
 from seq2seq.corpora.multi30k import download_multi30k, multi30k_paths
 from seq2seq.data import (
@@ -40,16 +50,6 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.runtime import physical_cores, set_threads
-from seq2seq.speed import (
-    bf16_problem,
-    cpu_name,
-    matmul_gflops,
-    peak_rss_mib,
-    step_trainer,
-    time_per_step,
-    time_training,
-    time_translation,
-)
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,8 +204,9 @@ def notes(result: dict, n_test: int) -> list[str]:
         out.append("bf16 matmul is slower than fp32 on this CPU: bf16 autocast cannot speed "
                    "training up here.")
     if "train" in result:
-        out.append("MFU = training FLOPs (seq2seq.accounting: matrix products only, 3 x forward, "
-                   "real lengths, so padding is not useful work) per second / the measured "
+        out.append("MFU = training FLOPs (seq2seq.inspection.accounting: matrix products "
+                   "only, 3 x forward, real lengths, so padding is not useful work) per second / "
+                   "the measured "
                    "matmul peak of the same precision and thread count. paired MFU: the timed "
                    f"steps run in blocks of {result['train']['block']}, each just after a "
                    "matmul probe (the same product, best of "

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from seq2seq import distributed as dist
 from seq2seq.config import TrainConfig
+from seq2seq.training import distributed as dist
 
 
 @dataclass

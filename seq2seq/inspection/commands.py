@@ -12,8 +12,8 @@ import typer
 from seq2seq.errors import Seq2SeqError
 
 if TYPE_CHECKING:
-    from seq2seq.attention_maps import AttentionMaps
     from seq2seq.config import Config
+    from seq2seq.inspection.attention_maps import AttentionMaps
     from seq2seq.model.transformer import Transformer
     from seq2seq.translate import Translator
 
@@ -30,7 +30,7 @@ def info(
              "FLOPs estimate.")] = 20,
 ) -> None:
     """Print the model's parameters by component and its FLOPs per target token."""
-    from seq2seq.accounting import flops_per_target_token, format_table, parameter_table
+    from seq2seq.inspection.accounting import flops_per_target_token, format_table, parameter_table
 
     if src_len < 1 or tgt_len < 1:
         raise Seq2SeqError(f"--src-len and --tgt-len must be >= 1, got {src_len} and {tgt_len}")
@@ -122,7 +122,7 @@ def attention(
     beam_size: Annotated[int, typer.Option(help="1 = greedy.")] = 1,
 ) -> None:
     """Translate a sentence and draw every layer's attention weights."""
-    from seq2seq.attention_maps import draw_png, write_html
+    from seq2seq.inspection.attention_maps import draw_png, write_html
     from seq2seq.translate import Translator
 
     if beam_size < 1:
@@ -143,8 +143,8 @@ def sentence_attention(translator: "Translator", sentence: str, beam_size: int
     BOS + output) with need_weights=True; weights come back per layer as (H, Tq, Tk)."""
     import torch
 
-    from seq2seq.attention_maps import AttentionMaps
     from seq2seq.data import make_source
+    from seq2seq.inspection.attention_maps import AttentionMaps
     from seq2seq.model.masks import target_mask
 
     model, src_tok, tgt_tok = translator.model, translator.src_tok, translator.tgt_tok
@@ -180,7 +180,7 @@ def plot(
         "-o", "--output", help="Image to write (.png, .pdf or .svg).")],
 ) -> None:
     """Plot training loss, validation loss and BLEU against steps and wall time."""
-    from seq2seq.plots import plot_runs
+    from seq2seq.inspection.plots import plot_runs
 
     plot_runs(run_dirs, output)
     typer.echo(f"curves of {len(run_dirs)} run(s) -> {output}", err=True)

@@ -1,4 +1,4 @@
-"""Timing primitives for the speed benchmark (scripts/bench.py).
+"""Timing primitives for the speed benchmark (bench/bench.py).
 
 A training step through Trainer.train_step itself, the machine's matmul peak, decoding
 throughput through Translator, and milliseconds per decoder step at a fixed output length.
@@ -14,17 +14,17 @@ from collections.abc import Callable
 
 import torch
 
-from seq2seq.accounting import training_flops
 from seq2seq.config import DecodeConfig, TrainConfig
 from seq2seq.data import EncodedCorpus, make_batch, make_source, padding_fraction
-from seq2seq.distributed import World
+from seq2seq.inspection.accounting import training_flops
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.transformer import Transformer
-from seq2seq.progress import TrainState
-from seq2seq.schedule import adamw, learning_rate
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import Trainer
+from seq2seq.training.distributed import World
+from seq2seq.training.loop import Trainer
+from seq2seq.training.progress import TrainState
+from seq2seq.training.schedule import adamw, learning_rate
 from seq2seq.translate import Translator
 
 CPU = torch.device("cpu")
@@ -55,8 +55,9 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
     """Train on batches[:warmup] untimed, then time the optimizer steps on the rest.
 
     Each step builds its Batch and calls trainer.train_step, as Trainer.fit does. Returns
-    target tokens per second, training FLOPs (seq2seq.accounting, real lengths, so padding
-    is not counted as useful work) per second, padding fraction and peak resident memory.
+    target tokens per second, training FLOPs (seq2seq.inspection.accounting, real
+    lengths, so padding is not counted as useful work) per second, padding fraction and
+    peak resident memory.
     With probe (a matmul's GFLOP/s), the timed steps run in blocks of `block` with a probe
     just before each, and "paired_mfu" is the median over blocks of the block's GFLOP/s
     over its probe's: on a shared host whose speed drifts, a ratio of two rates measured

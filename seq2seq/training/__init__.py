@@ -1,0 +1,2 @@
+"""Training: the loop, one optimizer step, the schedule, progress, the run directory,
+validation, and the processes of a distributed run."""
