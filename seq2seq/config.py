@@ -1,11 +1,15 @@
 """Configuration: one frozen dataclass per YAML section; load, validate, override, dump.
 
-Defaults live only in these dataclasses. `configs/toy.yaml` documents every key.
+Defaults live only in these dataclasses; each section's validate() holds its ranges.
+`configs/toy.yaml` documents every key.
 """
 
 import dataclasses
 import difflib
+import math
 import re
+import reprlib
+import stat
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +18,9 @@ from typing import Any, Literal
 import yaml
 
 from seq2seq.errors import Seq2SeqError
+
+MAX_PARAMETERS = 10**10  # far beyond any model this tool trains; refused before allocation
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -26,55 +33,52 @@ class DataConfig:
     max_len: int = 128  # training pairs with more subword tokens on either side are dropped
 
     def validate(self) -> None:
-        _require(bool(self.train), "data.train", "must name a training prefix")
-        _require(bool(self.dev), "data.dev", "must name a validation prefix")
+        _within(self, "data", max_len="[1, 65_536]")
+        _require(self.train.strip(), "data.train", "must name a training prefix")
+        _require(self.dev.strip(), "data.dev", "must name a validation prefix")
+        _require(self.test == self.test.strip(), "data.test",
+                 f"must be empty or a prefix without surrounding spaces, got {self.test!r}")
+        for key in ("src", "tgt"):
+            _require(re.fullmatch(r"[\w.+-]+", getattr(self, key)), f"data.{key}",
+                     f"must be a file suffix such as de or en, got {getattr(self, key)!r}")
         _require(self.src != self.tgt, "data.src", "must differ from data.tgt")
-        _require(self.max_len >= 1, "data.max_len", "must be >= 1")
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     joint: bool = True  # one SentencePiece model shared by both sides
     vocab_size: int = 8000  # a soft limit: small corpora get a smaller vocabulary
-    model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
-    character_coverage: float = 1.0
+    model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"  # SentencePiece algorithm
+    character_coverage: float = 1.0  # share of characters covered, in [0.9, 1]
 
     def validate(self) -> None:
-        _require(self.vocab_size >= 8, "tokenizer.vocab_size", "must be >= 8")
-        _require(0.9 <= self.character_coverage <= 1.0, "tokenizer.character_coverage",
-                 "must lie in [0.9, 1.0]")
+        _within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["transformer", "rnn"] = "transformer"
+    arch: Literal["transformer", "rnn"] = "transformer"  # Transformer or GRU/LSTM baseline
     rnn_cell: Literal["gru", "lstm"] = "gru"  # arch rnn: the recurrent cell
-    d_model: int = 256
-    n_heads: int = 4
-    d_ff: int = 1024
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
+    d_model: int = 256  # model width D (arch rnn: the hidden size)
+    n_heads: int = 4  # attention heads H; d_model must be divisible by it
+    d_ff: int = 1024  # feed-forward inner width
+    encoder_layers: int = 3  # encoder layers
+    decoder_layers: int = 3  # decoder layers
+    dropout: float = 0.1  # dropout on embeddings, sublayer outputs and feed-forward, in [0, 1)
+    attention_dropout: float = 0.0  # dropout on attention weights, in [0, 1)
     attention: Literal["scaled_dot", "dot", "cosine", "general", "additive", "none"] = (
-        "scaled_dot")
-    norm: Literal["pre", "post"] = "pre"
+        "scaled_dot")  # how a query scores a key
+    norm: Literal["pre", "post"] = "pre"  # LayerNorm before each sublayer or after the residual
     tie_embeddings: bool = True  # target embedding = output layer weights
     share_embeddings: bool = True  # source and target embeddings shared (joint vocabulary only)
-    max_positions: int = 512
+    max_positions: int = 512  # longest sequence (in tokens) the positional table covers
 
     def validate(self) -> None:
-        _require(self.d_model >= 1, "model.d_model", "must be >= 1")
-        _require(self.n_heads >= 1, "model.n_heads", "must be >= 1")
+        _within(self, "model", d_model="[1, 65_536]", n_heads="[1, 1024]", d_ff="[1, 262_144]",
+                encoder_layers="[1, 256]", decoder_layers="[1, 256]", dropout="[0, 1)",
+                attention_dropout="[0, 1)", max_positions="[8, 65_536]")
         _require(self.d_model % self.n_heads == 0, "model.d_model",
                  f"({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        _require(self.d_ff >= 1, "model.d_ff", "must be >= 1")
-        _require(self.encoder_layers >= 1, "model.encoder_layers", "must be >= 1")
-        _require(self.decoder_layers >= 1, "model.decoder_layers", "must be >= 1")
-        _require(0.0 <= self.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
-        _require(0.0 <= self.attention_dropout < 1.0, "model.attention_dropout",
-                 "must lie in [0, 1)")
-        _require(self.max_positions >= 8, "model.max_positions", "must be >= 8")
         if self.arch == "rnn":
             _require(self.attention in ("dot", "general", "additive", "none"), "model.attention",
                      f"must be dot, general, additive or none for model.arch rnn, "
@@ -91,7 +95,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     run_dir: str = "runs/default"  # checkpoints, tokenizer, logs and the resolved config go here
-    seed: int = 1
+    seed: int = 1  # random seed, in [0, 2**32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 needs CUDA
     compile: bool = False  # torch.compile the model
@@ -104,11 +108,11 @@ class TrainConfig:
     lr: float = 7e-4  # peak learning rate, reached at the end of warm-up
     warmup: int = 4000  # linear warm-up steps, then the schedule's decay
     schedule: Literal["inverse_sqrt", "linear", "cosine"] = "inverse_sqrt"  # decay after warm-up
-    betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-9
-    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas, each in [0, 1)
+    adam_eps: float = 1e-9  # AdamW epsilon, > 0
+    weight_decay: float = 0.0  # AdamW decoupled weight decay, >= 0
     clip_norm: float = 1.0  # gradient-norm clipping; 0 = off
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # share of probability mass spread over the vocabulary
     log_every: int = 50  # steps between training log lines
     eval_every: int = 500  # steps between validations (loss, BLEU, chrF, checkpoints)
     eval_beam_size: int = 1  # 1 = greedy validation decoding
@@ -119,26 +123,24 @@ class TrainConfig:
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
 
     def validate(self) -> None:
-        _require(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
-        _require(self.warmup >= 0, "train.warmup", "must be >= 0")
-        _require(self.batch_tokens >= 1, "train.batch_tokens", "must be >= 1")
-        _require(self.accumulate >= 1, "train.accumulate", "must be >= 1")
-        _require(self.max_steps >= 0, "train.max_steps", "must be >= 0")
-        _require(self.max_epochs >= 0, "train.max_epochs", "must be >= 0")
-        _require(self.max_steps or self.max_epochs or self.max_time, "train.max_steps",
-                 "set at least one of train.max_steps, train.max_epochs, train.max_time")
-        parse_duration(self.max_time)
-        _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must lie in [0, 1)")
-        _require(self.clip_norm >= 0, "train.clip_norm", "must be >= 0")
-        _require(self.threads >= 0, "train.threads", "must be >= 0")
-        _require(self.log_every >= 1, "train.log_every", "must be >= 1")
-        _require(self.eval_every >= 1, "train.eval_every", "must be >= 1")
-        _require(self.eval_beam_size >= 1, "train.eval_beam_size", "must be >= 1")
-        _require(self.keep_best >= 1, "train.keep_best", "must be >= 1")
-        _require(self.average_best >= 0, "train.average_best", "must be >= 0")
+        _within(self, "train", seed="[0, 4_294_967_296)", threads="[0, 1024]",
+                batch_tokens="[1, 16_777_216]", accumulate="[1, 4096]",
+                max_steps="[0, 1_000_000_000]", max_epochs="[0, 1_000_000]", lr="(0, 10]",
+                warmup="[0, 1_000_000_000]", betas="[0, 1)", adam_eps="(0, 1]",
+                weight_decay="[0, 10]", clip_norm="[0, 1_000_000]", label_smoothing="[0, 1)",
+                log_every="[1, 1_000_000_000]", eval_every="[1, 1_000_000_000]",
+                eval_beam_size="[1, 1024]", eval_max_sentences="[0, 1_000_000_000]",
+                patience="[0, 1_000_000]", keep_best="[1, 1000]", average_best="[0, 1000]",
+                max_nonfinite="[1, 1_000_000]")
+        _require(self.run_dir.strip(), "train.run_dir",
+                 "must name a directory (empty would train into the current directory)")
+        seconds = parse_duration(self.max_time)
+        _require(seconds <= 366 * 86400, "train.max_time", f"({self.max_time}) exceeds a year")
+        _require(self.max_steps or self.max_epochs or seconds, "train.max_steps",
+                 "set at least one of train.max_steps, train.max_epochs, train.max_time "
+                 "(0 means no limit)")
         _require(self.average_best <= self.keep_best, "train.average_best",
                  f"({self.average_best}) needs train.keep_best >= it ({self.keep_best})")
-        _require(self.max_nonfinite >= 1, "train.max_nonfinite", "must be >= 1")
         _require(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "train.device",
                  f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -151,28 +153,43 @@ class DecodeConfig:
     batch_size: int = 128  # sentences per decoding batch
 
     def validate(self) -> None:
-        _require(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
-        _require(self.length_penalty >= 0, "decode.length_penalty", "must be >= 0")
-        _require(self.max_len_ratio > 0, "decode.max_len_ratio", "must be > 0")
-        _require(self.batch_size >= 1, "decode.batch_size", "must be >= 1")
+        _within(self, "decode", beam_size="[1, 1024]", length_penalty="[0, 10]",
+                max_len_ratio="(0, 100]", batch_size="[1, 65_536]")
 
 
 @dataclass(frozen=True)
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # where the parallel text is
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # SentencePiece
+    model: ModelConfig = field(default_factory=ModelConfig)  # the network
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training run
+    decode: DecodeConfig = field(default_factory=DecodeConfig)  # translate and evaluate
 
     def validate(self) -> "Config":
         for section in dataclasses.fields(self):
             getattr(self, section.name).validate()
+        count = estimated_parameters(self)
+        _require(count <= MAX_PARAMETERS, "model",
+                 f"would have about {count:.1e} parameters, over the limit of "
+                 f"{MAX_PARAMETERS:.0e}; lower model.d_model, model.d_ff, the layers or "
+                 "tokenizer.vocab_size")
         return self
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain data (tuples become lists) for YAML files and checkpoints."""
         return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(self))))
+
+
+def estimated_parameters(config: Config) -> int:
+    """About how many parameters config's model has, with tokenizer.vocab_size pieces."""
+    m, d = config.model, config.model.d_model
+    tables = 1 + (not (m.share_embeddings and config.tokenizer.joint)) + (not m.tie_embeddings)
+    if m.arch == "rnn":  # an LSTM layer holds 4 gates of (input + hidden) x hidden weights
+        layers = 8 * d * d * (m.encoder_layers + m.decoder_layers) + 3 * d * d
+    else:  # self-attention 4 D^2, cross-attention 4 D^2 more, feed-forward 2 D d_ff
+        ff = 2 * d * m.d_ff
+        layers = m.encoder_layers * (4 * d * d + ff) + m.decoder_layers * (8 * d * d + ff)
+    return tables * config.tokenizer.vocab_size * d + layers + m.max_positions * d
 
 
 def _plain(value: Any) -> Any:
@@ -188,16 +205,58 @@ def _require(ok: Any, key: str, message: str) -> None:
         raise Seq2SeqError(f"{key} {message}")
 
 
+def _within(section: Any, name: str, **intervals: str) -> None:
+    """Check keys against intervals written "[1, 65_536]" or "(0, 1)"; tuples per element."""
+    for key, interval in intervals.items():
+        value = getattr(section, key)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise Seq2SeqError(f"{name}.{key} must be a finite number, got {item}")
+            if not _inside(item, interval):
+                raise Seq2SeqError(f"{name}.{key} must be {_words(interval)}, got {_show(item)}")
+
+
+def _inside(value: Any, interval: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    low, high = (float(bound) for bound in interval[1:-1].split(","))
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return above and below
+
+
+def _words(interval: str) -> str:
+    """"[1, 65_536]" -> ">= 1 and <= 65_536"; "[0, inf)" -> ">= 0"."""
+    low, high = (bound.strip() for bound in interval[1:-1].split(","))
+    words = f"{'>' if interval[0] == '(' else '>='} {low}"
+    return words if high == "inf" else f"{words} and {'<' if interval[-1] == ')' else '<='} {high}"
+
+
+def _show(value: Any) -> str:
+    """A short one-line repr, also of huge or deeply nested values."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 60
+    try:
+        return short.repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        return f"an integer of about {value.bit_length() * 0.30103:.0f} digits"
+
+
+def _describe(value: Any) -> str:
+    return "null (no value)" if value is None else f"{type(value).__name__} {_show(value)}"
+
+
 def parse_duration(text: str) -> float:
-    """'90s', '60m', '1h30m', '2h' or a bare number of seconds -> seconds; '' -> 0."""
+    """'90s', '60m', '1h30m', '2h' or a bare number of seconds -> seconds; '' or 0 -> 0."""
     text = str(text).strip()
     if not text:
         return 0.0
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if re.fullmatch(r"\d{1,12}(\.\d{1,12})?", text):
         return float(text)
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    match = re.fullmatch(r"(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?", text)
     if not match or not any(match.groups()):
-        raise Seq2SeqError(f"train.max_time: cannot read {text!r}; write e.g. 90s, 60m or 1h30m")
+        raise Seq2SeqError(f"train.max_time: cannot read {_show(text)}; write e.g. 90s, 60m or "
+                           "1h30m")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return float(hours * 3600 + minutes * 60 + seconds)
 
@@ -206,36 +265,55 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Return value converted to annotation's type, or raise naming `where`."""
     origin = typing.get_origin(annotation)
     if origin is Literal:
-        if value not in typing.get_args(annotation):
-            choices = ", ".join(map(str, typing.get_args(annotation)))
-            raise Seq2SeqError(f"{where}: {value!r} is not one of {choices}")
+        choices = typing.get_args(annotation)
+        if isinstance(value, bool) or value not in choices:
+            raise Seq2SeqError(f"{where}: {_show(value)} is not one of {', '.join(choices)}")
         return value
     if origin is tuple:
         args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise Seq2SeqError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+            raise Seq2SeqError(
+                f"{where}: expected a list of {len(args)} values, got {_describe(value)}")
         return tuple(_check_type(v, a, where) for v, a in zip(value, args, strict=True))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if annotation is float:
+        return _to_float(value, where)
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)  # e.g. max_time: 3600
+        try:
+            return str(value)  # e.g. max_time: 3600
+        except ValueError:  # an int past Python's digit limit
+            raise Seq2SeqError(f"{where}: expected str, got {_describe(value)}") from None
     if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        hint = "; write a whole number such as 8000" if annotation is int else ""
         raise Seq2SeqError(
-            f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+            f"{where}: expected {annotation.__name__}, got {_describe(value)}{hint}")
     return value
+
+
+def _to_float(value: Any, where: str) -> float:
+    """An int, a float or a numeric string (YAML 1.1 reads 1e-3 as a string) -> float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Seq2SeqError(f"{where}: expected float, got {_describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise Seq2SeqError(f"{where}: {_show(value)} is too large for a float") from None
+    except ValueError:
+        raise Seq2SeqError(f"{where}: expected float, got str {_show(value)}; write a number "
+                           "such as 0.001 or 1.0e-3") from None
 
 
 def _unknown_key(key: str, valid: list[str], where: str) -> Seq2SeqError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-    return Seq2SeqError(f"{where}: unknown key {key!r}{hint}")
+    return Seq2SeqError(f"{where}: unknown key {_show(key)}{hint}")
 
 
 def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
-        raise Seq2SeqError(f"{source}: section '{section}' must be a mapping of keys to values")
+        raise Seq2SeqError(f"{source}: section '{section}' must be a mapping of keys to values, "
+                           f"got {_describe(values)}")
     hints = typing.get_type_hints(cls)
     valid = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -251,7 +329,8 @@ def from_dict(raw: Any, source: str = "config") -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise Seq2SeqError(f"{source}: expected a mapping of sections (data, model, ...)")
+        raise Seq2SeqError(f"{source}: expected a mapping of sections (data, model, ...), "
+                           f"got {_describe(raw)}")
     hints = typing.get_type_hints(Config)
     sections = {}
     for name, values in raw.items():
@@ -265,36 +344,92 @@ def from_dict(raw: Any, source: str = "config") -> Config:
         raise Seq2SeqError(f"{source}: {error}") from None
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file safely; errors name the file and line."""
+# libyaml's scanner limits nesting; PyYAML's own is quadratic in it, so "[[[[..." would hang.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {_show(key)} given twice (also at line {first[key]}); "
+                        "keep one", key_node.start_mark)
+                first[key] = line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> Any:
+    if _SafeLoader is yaml.SafeLoader and text.count("[") + text.count("{") > 1000:
+        raise yaml.error.MarkedYAMLError(problem="nested too deeply (over 1000 brackets)")
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader: no arbitrary objects
+
+
+def _open_text(path: Path) -> str:
+    """The UTF-8 text of a config file that exists and is a small regular file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a pipe or device would block or never end
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise Seq2SeqError(f"config {path} is {kind}; give a YAML file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise Seq2SeqError(f"config {path} is {info.st_size} bytes; a config is a small "
+                               "YAML file")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise Seq2SeqError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise Seq2SeqError(f"cannot read config {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise Seq2SeqError(f"cannot read config {path}: not UTF-8 text ({error.reason} at "
+                           f"byte {error.start})") from None
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise Seq2SeqError(f"cannot read config {path}: {reason}") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file safely, refusing duplicate keys; errors name the file and line."""
+    path = Path(path)
+    text = _open_text(path)
     try:
-        return yaml.safe_load(text)
+        return _parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise Seq2SeqError(f"{path}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise Seq2SeqError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as error:  # e.g. an integer past Python's digit limit
+        raise Seq2SeqError(f"{path}: invalid YAML: {str(error).split(';')[0]}") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply ['section.key=value', ...] to parsed YAML; values are parsed as YAML scalars."""
-    raw = {k: dict(v or {}) for k, v in (raw or {}).items()}
+    raw = dict(raw or {})
     for item in overrides:
         key, sep, text = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise Seq2SeqError(f"--set {item!r}: write section.key=value, e.g. train.lr=0.001")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
+            value = _parse_yaml(text) if text.strip() else ""
+        except (yaml.YAMLError, ValueError, RecursionError):
             value = text
-        raw.setdefault(section, {})[name] = value
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise Seq2SeqError(f"--set {item!r}: section '{section}' in the config is "
+                               f"{_describe(values)}, not a mapping of keys to values")
+        raw[section] = {**values, name: value}
     return raw
 
 
@@ -302,7 +437,8 @@ def load_config(path: Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply --set overrides, validate."""
     raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
-        raise Seq2SeqError(f"{path}: expected a mapping of sections (data, model, ...)")
+        raise Seq2SeqError(f"{path}: expected a mapping of sections (data, model, ...), "
+                           f"got {_describe(raw)}")
     return from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
 
 
@@ -316,4 +452,3 @@ def replace(config: Config, **sections: dict[str, Any]) -> Config:
     changed = {name: dataclasses.replace(getattr(config, name), **values)
                for name, values in sections.items()}
     return dataclasses.replace(config, **changed).validate()
-
