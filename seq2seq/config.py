@@ -409,8 +409,9 @@ def read_yaml(path: Path) -> Any:
         raise Seq2SeqError(f"{path}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise Seq2SeqError(f"{path}: invalid YAML: nested too deeply") from None
-    except ValueError as error:  # e.g. an integer past Python's digit limit
-        raise Seq2SeqError(f"{path}: invalid YAML: {str(error).split(';')[0]}") from None
+    except Exception as error:  # PyYAML's constructors raise e.g. IndexError for "!!float"
+        reason = " ".join(str(error).split(";")[0].split())  # ValueError: too many digits
+        raise Seq2SeqError(f"{path}: invalid YAML: {reason or type(error).__name__}") from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -423,7 +424,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise Seq2SeqError(f"--set {item!r}: write section.key=value, e.g. train.lr=0.001")
         try:
             value = _parse_yaml(text) if text.strip() else ""
-        except (yaml.YAMLError, ValueError, RecursionError):
+        except Exception:  # any text that is not a YAML value is taken as a string
             value = text
         values = raw.get(section) or {}
         if not isinstance(values, dict):
