@@ -226,10 +226,10 @@ def _inside(value: Any, interval: str) -> bool:
 
 
 def _words(interval: str) -> str:
-    """"[1, 65_536]" -> ">= 1 and <= 65_536"; "[0, inf)" -> ">= 0"."""
+    """"(0, 65_536]" -> "> 0 and <= 65_536"."""
     low, high = (bound.strip() for bound in interval[1:-1].split(","))
-    words = f"{'>' if interval[0] == '(' else '>='} {low}"
-    return words if high == "inf" else f"{words} and {'<' if interval[-1] == ')' else '<='} {high}"
+    return (f"{'>' if interval[0] == '(' else '>='} {low} and "
+            f"{'<' if interval[-1] == ')' else '<='} {high}")
 
 
 def _show(value: Any) -> str:
@@ -405,7 +405,7 @@ def read_yaml(path: Path) -> Any:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
+        problem = " ".join(str(getattr(error, "problem", None) or "invalid YAML").split())
         raise Seq2SeqError(f"{path}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise Seq2SeqError(f"{path}: invalid YAML: nested too deeply") from None
@@ -426,7 +426,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             value = _parse_yaml(text) if text.strip() else ""
         except Exception:  # any text that is not a YAML value is taken as a string
             value = text
-        values = raw.get(section) or {}
+        values = {} if raw.get(section) is None else raw[section]
         if not isinstance(values, dict):
             raise Seq2SeqError(f"--set {item!r}: section '{section}' in the config is "
                                f"{_describe(values)}, not a mapping of keys to values")

@@ -138,6 +138,9 @@ def with_key(section, key, value):
 def test_sections_that_are_not_mappings(tmp_path, text):
     with pytest.raises(Seq2SeqError, match="mapping"):
         load_config(write(tmp_path, text), ["train.max_steps=5"])
+    with pytest.raises(Seq2SeqError, match="mapping"):  # an override does not hide it
+        load_config(write(tmp_path, text.replace("5", "[]")), ["data.train=a", "model.d_ff=8",
+                                                               "train.max_steps=5"])
 
 
 @pytest.mark.parametrize("section, key, kind", NUMERIC)
