@@ -1,6 +1,7 @@
 """docs/cli.md and docs/config.md are generated; these tests fail when they are out of date."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,22 @@ def test_config_docs_list_every_key():
     for section, values in Config().to_dict().items():
         for key in values:
             assert f"| `{section}.{key}` |" in text, f"docs/config.md lacks {section}.{key}"
+
+
+def _user_docs() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_links_between_documents_resolve():
+    for doc in _user_docs():
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_docs_name_no_commit_hashes():
+    for doc in _user_docs():
+        for word in re.findall(r"\b[0-9a-f]{7,40}\b", doc.read_text(encoding="utf-8")):
+            assert not (re.search(r"\d", word) and re.search(r"[a-f]", word)), (
+                f"{doc.name} names {word!r}, which looks like a commit hash: results name "
+                "their command, host and date instead")
