@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow check bench clean
+.PHONY: install demo test test-slow check bench docs clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ check: install
 
 bench: install
 	$(BIN)/python -m bench.bench
+
+docs: install  # regenerate docs/cli.md and docs/config.md from the code
+	$(BIN)/python scripts/cli_docs.py
+	$(BIN)/python scripts/config_docs.py
 
 clean:
 	rm -rf runs/toy .pytest_cache

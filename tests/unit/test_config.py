@@ -34,14 +34,15 @@ def test_every_bundled_config_loads():
         assert isinstance(load_config(path), Config)
 
 
-def test_toy_config_documents_every_key():
+def test_toy_config_lists_every_key():
+    # A complete example; each key's description lives once, in docs/config.md.
     text = (ROOT / "configs/toy.yaml").read_text()
     config = load_config(ROOT / "configs/toy.yaml")
     for section, keys in config.to_dict().items():
         assert f"\n{section}:" in "\n" + text
         for key in keys:
-            line = next((ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:")), "")
-            assert "#" in line, f"{section}.{key} has no comment in configs/toy.yaml"
+            assert any(ln.strip().startswith(f"{key}:") for ln in text.splitlines()), (
+                f"{section}.{key} is not listed in configs/toy.yaml")
 
 
 def test_unknown_key_names_file_key_and_nearest(tmp_path):
@@ -113,12 +114,6 @@ def test_dump_then_load_round_trips(tmp_path):
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
-
-def test_readme_documents_every_key():
-    readme = (ROOT / "README.md").read_text()
-    for section, keys in Config().to_dict().items():
-        for key in keys:
-            assert f"`{section}.{key}`" in readme, f"{section}.{key} missing from README"
 
 
 # ---- issue 21: every value in range, one line for every bad config --------------------------
