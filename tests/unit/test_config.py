@@ -216,8 +216,8 @@ def test_yaml_merge_keys_may_override():
 
 
 def read_yaml_text(text):
-    from seq2seq.config import _parse_yaml
-    return _parse_yaml(text)
+    from seq2seq.yaml_file import parse_yaml
+    return parse_yaml(text)
 
 
 def test_numbers_strings_and_bools_are_told_apart(tmp_path):
