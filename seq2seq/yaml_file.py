@@ -40,8 +40,8 @@ class _UniqueKeyLoader(_SafeLoader):
             try:
                 if key in first:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {short_repr(key)} given twice (also at line {first[key]}); "
-                        "keep one", key_node.start_mark)
+                        None, None, f"key {short_repr(key)} given twice (also at line "
+                        f"{first[key]}); keep one", key_node.start_mark)
                 first[key] = line
             except TypeError:  # an unhashable key: the base class reports it
                 continue
