@@ -31,16 +31,25 @@ class Result:
     err: str
 
 
-def cli(capfd, monkeypatch, *args, stdin: bytes = b"") -> Result:
-    """Run `seq2seq ARGS` in-process; stdout and stderr are captured at the file level."""
+def cli(capfd, monkeypatch, *args, stdin: bytes | Path = b"") -> Result:
+    """Run `seq2seq ARGS` in-process; stdout and stderr are captured at the file level.
+
+    stdin is the bytes to read, or a file to open as stdin (as `< FILE` would).
+    """
     capfd.readouterr()
     monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    if isinstance(stdin, Path):
+        stream = open(stdin, encoding="utf-8")  # noqa: SIM115 (closed below)
+    else:
+        stream = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stream)
     try:
         main()
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        stream.close()
     out, err = capfd.readouterr()
     return Result(code, out, err)
 
