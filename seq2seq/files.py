@@ -36,6 +36,9 @@ USER_ERRNOS = frozenset(_REASONS)
 
 def reason(error: OSError) -> str:
     """Say in words what went wrong, e.g. 'the disk is full (...)' for ENOSPC."""
+    name = error.filename
+    if error.errno == errno.EEXIST and name and os.path.islink(name) and not os.path.exists(name):
+        return "a symbolic link that loops or leads nowhere"  # mkdir's view of a bad link
     return _REASONS.get(error.errno, error.strerror or str(error))
 
 
