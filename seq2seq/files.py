@@ -71,6 +71,10 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     The new file gets the old file's mode, or the usual one (0o666 less the umask).
     """
     path = Path(path)
+    if is_special(path):  # a device or a pipe (/dev/stdout, /dev/null): nothing to rename over
+        with open(path, "wb") as f:
+            yield f
+        return
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +105,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` with its suffix, for writers that take a path
     (matplotlib picks the format from the suffix); it is renamed over `path` on success."""
     path = Path(path)
+    if is_special(path):
+        yield path
+        return
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
         inner = error.__context__ if isinstance(error, Seq2SeqError) else error
         if isinstance(error, Exception) and (failure := write_error(path, inner)) is not None:
             raise failure from None
+        if isinstance(error, Seq2SeqError):
+            raise Seq2SeqError(str(error).replace(str(tmp), str(path))) from None
         raise
+
+
+def is_special(path: Path) -> bool:
+    """Whether `path` exists and is neither a regular file nor a folder (a device, a pipe)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _mode_for(path: Path) -> int:
@@ -154,6 +172,8 @@ def check_output(output: Path, inputs: Iterable[Path | None], option: str,
         option: the option's name, for the message.
         stdin: the stream read as input, when it is; refused if it is the output's file.
     """
+    if is_special(Path(output)):  # /dev/stdout and friends are written as they are
+        return Path(output)
     target = _follow(Path(output), option)
     for source in inputs:
         if source is not None and same_file(target, Path(source)):

@@ -150,6 +150,13 @@ def test_outputs_are_written_whole_or_not_at_all(trained, tmp_path, capfd, monke
     nested = tmp_path / "new/folder/out.txt"  # missing folders are created
     made = cli(capfd, monkeypatch, "translate", ckpt, "the dog .", "-o", nested)
     assert made.code == 0 and nested.is_file()
+    link = tmp_path / "link.txt"  # a link is written through, and stays a link
+    link.symlink_to(nested)
+    through = cli(capfd, monkeypatch, "translate", ckpt, "a", "b", "-o", link)
+    assert through.code == 0 and link.is_symlink()
+    assert len(nested.read_text().splitlines()) == 2
+    devnull = cli(capfd, monkeypatch, "translate", ckpt, "the dog .", "-o", os.devnull)
+    assert devnull.code == 0, devnull.err  # devices are written as they are, not replaced
 
 
 # ---------------------------------------------------------------- unwritable places
