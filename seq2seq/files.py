@@ -37,8 +37,10 @@ USER_ERRNOS = frozenset(_REASONS)
 def reason(error: OSError) -> str:
     """Say in words what went wrong, e.g. 'the disk is full (...)' for ENOSPC."""
     name = error.filename
-    if error.errno == errno.EEXIST and name and os.path.islink(name) and not os.path.exists(name):
-        return "a symbolic link that loops or leads nowhere"  # mkdir's view of a bad link
+    if error.errno == errno.EEXIST and name and not os.path.isdir(name):  # mkdir's view
+        if os.path.islink(name) and not os.path.exists(name):
+            return "a symbolic link that loops or leads nowhere"
+        return f"{name} is a file, not a folder"
     return _REASONS.get(error.errno, error.strerror or str(error))
 
 
@@ -56,10 +58,22 @@ def user_os_error(error: BaseException) -> OSError | None:
     return None
 
 
-def write_error(path: Path, error: BaseException) -> Seq2SeqError | None:
-    """A one-line Seq2SeqError for a failed write of `path`, or None if no user caused it."""
+class WriteError(Seq2SeqError, OSError):
+    """A write a user can fix failed: a Seq2SeqError with one line for the CLI, and still
+    an OSError (errno, strerror in words, filename) for callers that add their context."""
+
+    def __init__(self, path: Path, error: OSError):
+        OSError.__init__(self, error.errno, reason(error), str(path))
+        self.message = f"cannot write {path}: {reason(error)}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def write_error(path: Path, error: BaseException) -> WriteError | None:
+    """A one-line WriteError for a failed write of `path`, or None if no user caused it."""
     found = None if isinstance(error, Seq2SeqError) else user_os_error(error)
-    return None if found is None else Seq2SeqError(f"cannot write {path}: {reason(found)}")
+    return None if found is None else WriteError(path, found)
 
 
 @contextlib.contextmanager
