@@ -65,10 +65,13 @@ def read_lines(path: Path) -> list[str]:
 
 def looks_like_utf16(data: bytes, first: bool) -> bool:
     """Whether bytes are UTF-16: a byte-order mark at the start (`first`), or NUL bytes in
-    a quarter or more of them (every other byte of ASCII text in UTF-16)."""
+    most even or most odd positions and hardly any of the others (ASCII text in UTF-16)."""
     if first and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return True
-    return len(data) >= 2 and data.count(0) * 4 >= len(data)
+    head = data[:4096]
+    half = len(head) // 2
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    return half > 0 and zeros[1] >= 0.4 * half and zeros[0] <= 0.05 * half
 
 
 @dataclass(frozen=True)
