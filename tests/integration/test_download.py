@@ -269,3 +269,18 @@ def test_paths_reject_unknown_split_and_language(tmp_path: Path) -> None:
         multi30k_paths(tmp_path, "test", "de")
     with pytest.raises(Seq2SeqError, match="unknown Multi30k language"):
         multi30k_paths(tmp_path, "train", "es")
+
+
+def test_download_command_from_a_mirror(
+    fake: Mirror, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_bad_input import assert_one_line_error, cli
+
+    monkeypatch.setattr(multi30k, "SHA256", fake.checksums)  # what the command checks against
+    done = cli(capfd, monkeypatch, "download", "multi30k", "--dir", tmp_path / "out",
+               "--mirror", fake.path)
+    assert done.code == 0 and "12 files ready" in done.err
+    same = cli(capfd, monkeypatch, "download", "multi30k", "--dir", fake.path,
+               "--mirror", fake.path)
+    assert_one_line_error(same, "is the --mirror folder")
