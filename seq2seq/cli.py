@@ -20,7 +20,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 
-
 def _config_file(path: Path) -> Path:
     """A folder, FIFO or device given as the config would hang or read as empty."""
     return check_regular_file(path, "config file")
