@@ -70,10 +70,20 @@ class WriteError(Seq2SeqError, OSError):
         return self.message
 
 
-def write_error(path: Path, error: BaseException) -> WriteError | None:
-    """A one-line WriteError for a failed write of `path`, or None if no user caused it."""
+def write_error(path: Path, error: BaseException | None, tmp: Path | str | None = None
+                ) -> WriteError | None:
+    """A one-line WriteError if `error` is a failed write of `path` (or its temporary file
+    `tmp`) that a user caused, else None: an OSError that names another file came from
+    reading an input, and is left to say so itself."""
     found = None if isinstance(error, Seq2SeqError) else user_os_error(error)
-    return None if found is None else WriteError(path, found)
+    if found is None:
+        return None
+    if found.filename is not None:
+        named = Path(os.path.abspath(found.filename))
+        ours = [Path(os.path.abspath(p)) for p in (path, tmp) if p is not None]
+        if named not in ours and named not in Path(os.path.abspath(path)).parents:
+            return None
+    return WriteError(path, found)
 
 
 @contextlib.contextmanager
@@ -102,7 +112,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     except BaseException as error:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, Exception) and (failure := write_error(path, error)) is not None:
+        failure = write_error(path, error, tmp) if isinstance(error, Exception) else None
+        if failure is not None:
             raise failure from None
         raise
     _fsync_dir(path.parent)
@@ -132,7 +143,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         # Writers that wrap their OSError in a Seq2SeqError would name the temporary file.
         inner = error.__context__ if isinstance(error, Seq2SeqError) else error
-        if isinstance(error, Exception) and (failure := write_error(path, inner)) is not None:
+        failure = write_error(path, inner, tmp) if isinstance(error, Exception) else None
+        if failure is not None:
             raise failure from None
         if isinstance(error, Seq2SeqError):
             raise Seq2SeqError(str(error).replace(str(tmp), str(path))) from None

@@ -226,3 +226,18 @@ def test_a_disk_that_fills_while_writing_says_so(trained, tmp_path, capfd, monke
         result = cli(capfd, monkeypatch, "train", config, "--no-progress")
         assert_one_line_error(result, "disk is full", str(folder / "run"))
         assert no_temporary_files(folder)
+
+
+def test_a_read_failure_inside_a_writer_is_not_called_a_write_failure(tmp_path, capfd,
+                                                                       monkeypatch):
+    missing = tmp_path / "elsewhere.txt"
+
+    def reads_a_missing_file(f):
+        f.write(missing.read_bytes())
+
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "out.bin", reads_a_missing_file)
+    assert not (tmp_path / "out.bin").exists() and no_temporary_files(tmp_path)
+    result = cli(capfd, monkeypatch, "plot", tmp_path / "no-run", "-o", tmp_path / "curves.png")
+    assert_one_line_error(result, "no-run/metrics.jsonl not found")
+    assert "cannot write" not in result.err
