@@ -240,7 +240,7 @@ def check_writable_folder(folder: Path, what: str) -> None:
                            "write elsewhere")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise Seq2SeqError(f"cannot write {what}: permission denied in {existing}")
-    if fs.f_bavail == 0:
+    if (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) == 0:  # root may use reserved blocks
         raise Seq2SeqError(f"cannot write {what}: the disk holding {existing} is full; free "
                            "some space or write elsewhere")
 
