@@ -3,6 +3,8 @@
 Errors a user can cause print one line to stderr and exit with code 2.
 """
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -11,12 +13,20 @@ from typing import Annotated
 import typer
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import check_regular_file, reason, user_os_error
 from seq2seq.inspection.commands import attention, info, plot
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train Transformer translation models, translate, and score BLEU.")
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/toy.yaml).")]
+
+def _config_file(path: Path) -> Path:
+    """A folder, FIFO or device given as the config would hang or read as empty."""
+    return check_regular_file(path, "config file")
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/toy.yaml).",
+                                           callback=_config_file)]
 CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by `train` (*.pt).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]
@@ -51,12 +61,14 @@ def train(config: ConfigArg, set_: SetOpt = None,
           progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
     """Train a model (runs `prepare` first when the tokenizer is missing)."""
     from seq2seq.config import load_config
+    from seq2seq.files import check_run_dir
     from seq2seq.training.loop import Interrupted
     from seq2seq.training.loop import train as run_train
 
     if resume and overwrite:
         _fail("--resume and --overwrite exclude each other")
     cfg = load_config(config, set_ or [])
+    check_run_dir(Path(cfg.train.run_dir), "train.run_dir")  # before hours of training
     try:
         run_train(cfg, resume=resume, overwrite=overwrite, progress=progress)
     except Interrupted as stop:
@@ -81,34 +93,55 @@ def translate(
 ) -> None:
     """Translate sentences, a file, or stdin; one output line per input line."""
     from seq2seq.data import read_lines
+    from seq2seq.files import check_output
     from seq2seq.translate import Translator
 
     if sentences and input:
         _fail("give sentences as arguments or --input FILE, not both")
+    reads_stdin = not (sentences or input)
+    if output is not None:  # before the model is loaded and anything translated
+        output = check_output(output, [checkpoint, input], "-o",
+                              stdin=sys.stdin if reads_stdin else None)
     translator = Translator.from_checkpoint(checkpoint, device)
-    options = dict(beam_size=beam_size, length_penalty=length_penalty,
-                   max_len_ratio=max_len_ratio, batch_size=batch_size)
-    if sentences or input:
+    beam, alpha, ratio, size = translator.options(beam_size, length_penalty, max_len_ratio,
+                                                  batch_size)
+    options = dict(beam_size=beam, length_penalty=alpha, max_len_ratio=ratio, batch_size=size)
+    if not reads_stdin:
         lines = list(sentences) if sentences else read_lines(input)
         _write_lines(translator.translate(lines, **options), output)
         return
-    translator.translate([], **options)  # check the options before creating the output file
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout
-    try:
-        # A terminal gets an answer per line; a pipe is read in chunks so batches stay dense.
-        chunk = 1 if sys.stdin.isatty() else 1000
+    # A terminal gets an answer per line; a pipe is read in chunks so batches stay dense.
+    chunk = 1 if sys.stdin.isatty() else 1000
+    with _output_stream(output) as out:
         for lines in _chunks(sys.stdin.buffer, chunk):
             out.write("".join(t + "\n" for t in translator.translate(lines, **options)))
             out.flush()
-    finally:
-        if output:
-            out.close()
+
+
+@contextlib.contextmanager
+def _output_stream(output: Path | None):
+    """stdout, or a text file written under a temporary name and renamed when complete, so
+    an interrupted run leaves the old file or none."""
+    from seq2seq.files import atomic_file
+
+    if output is None:
+        yield sys.stdout
+        return
+    with atomic_file(output) as raw:
+        out = io.TextIOWrapper(raw, encoding="utf-8")
+        yield out
+        out.flush()
+        out.detach()  # atomic_file syncs and closes the file itself
 
 
 def _chunks(stream, size: int):
     """Lines of a binary stream, decoded as UTF-8 (terminators stripped), `size` at a time."""
+    from seq2seq.data import UTF16_HELP, looks_like_utf16
+
     lines = []
     for number, raw in enumerate(stream, 1):
+        if looks_like_utf16(raw, first=number == 1):
+            raise Seq2SeqError(f"stdin: {UTF16_HELP}")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:  # the locale's decoder would crash or hide the byte
@@ -123,11 +156,13 @@ def _chunks(stream, size: int):
 
 
 def _write_lines(lines: list[str], output: Path | None) -> None:
+    from seq2seq.files import atomic_write
+
     text = "".join(line + "\n" for line in lines)
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        atomic_write(output, lambda f: f.write(text.encode("utf-8")))
 
 
 @app.command()
@@ -171,10 +206,10 @@ def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints 
             output: Annotated[Path, typer.Option("-o", "--output", help="Write here.")]) -> None:
     """Average the weights of several checkpoints of one model."""
     from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+    from seq2seq.files import check_output
 
-    if output.exists() and output.resolve() in {c.resolve() for c in checkpoints}:
-        _fail(f"-o {output} is one of the inputs; write the average elsewhere")
-    save_checkpoint(average_checkpoints(checkpoints), output)
+    target = check_output(output, checkpoints, "-o")
+    save_checkpoint(average_checkpoints(checkpoints), target)
     typer.echo(f"averaged {len(checkpoints)} checkpoints -> {output}", err=True)
 
 
@@ -205,11 +240,18 @@ def main() -> None:
     try:
         app()
     except Seq2SeqError as error:
-        _print_error(error)
+        _print_error(str(error))
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:  # last resort: a path, permission or disk the user can fix
+        found = user_os_error(error)
+        if found is None:  # a programming error: keep its traceback
+            raise
+        where = f"{found.filename}: " if found.filename else ""
+        _print_error(f"{where}{reason(found)}")
+        sys.exit(2)
 
 
-def _print_error(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
+def _print_error(message: str) -> None:
+    typer.echo(f"error: {' '.join(message.splitlines())}", err=True)

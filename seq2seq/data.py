@@ -23,6 +23,8 @@ from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.tokenizer import Tokenizer
 
 CACHE_VERSION = 1  # bump when the cache layout changes, so old files are ignored
+UTF16_HELP = ("the text is UTF-16, not UTF-8; convert it with "
+              "`iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8`")
 
 
 # ---------------------------------------------------------------- reading text
@@ -42,13 +44,15 @@ def read_lines(path: Path) -> list[str]:
         raise Seq2SeqError(f"file not found: {path}; check the path in the config") from None
     except OSError as e:
         raise Seq2SeqError(f"cannot read {path}: {e.strerror}; check the path") from None
+    if looks_like_utf16(data, first=True):
+        raise Seq2SeqError(f"{path}: {UTF16_HELP}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise Seq2SeqError(
-            f"{path}, line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); "
-            "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+            f"{path}, line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); re-encode the "
+            "file as UTF-8 from its encoding, e.g. `iconv -f latin1 -t UTF-8` for Latin-1"
         ) from None
     text = text.removeprefix("\ufeff")
     if not text:
@@ -57,6 +61,17 @@ def read_lines(path: Path) -> list[str]:
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start a new one
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def looks_like_utf16(data: bytes, first: bool) -> bool:
+    """Whether bytes are UTF-16: a byte-order mark at the start (`first`), or NUL bytes in
+    most even or most odd positions and hardly any of the others (ASCII text in UTF-16)."""
+    if first and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    head = data[:4096]
+    half = len(head) // 2
+    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
+    return half > 0 and zeros[1] >= 0.4 * half and zeros[0] <= 0.05 * half
 
 
 @dataclass(frozen=True)

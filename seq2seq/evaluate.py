@@ -6,6 +6,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import from_dict
 from seq2seq.data import read_lines
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import score
 from seq2seq.translate import Translator
 
@@ -31,12 +32,14 @@ def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | N
     if src is None or ref is None:
         default_src, default_ref = default_test_files(checkpoint)
         src, ref = src or default_src, ref or default_ref
-    references = read_lines(ref)
+    if output is not None:  # before any translating, and never over an input
+        output = check_output(output, [checkpoint, src, ref, hyp], "-o")
+    references = _nonempty(read_lines(ref), ref, "reference")
     beam = None
     if hyp is not None:  # scoring a file: no model needed
-        hypotheses = read_lines(hyp)
+        hypotheses = _nonempty(read_lines(hyp), hyp, "hypothesis")
     else:
-        sources = read_lines(src)
+        sources = _nonempty(read_lines(src), src, "source")
         if len(sources) != len(references):
             raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has "
                                f"{len(references)}; they must be line-aligned")
@@ -48,7 +51,15 @@ def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | N
         raise Seq2SeqError(f"{hyp} has {len(hypotheses)} lines but {ref} has "
                            f"{len(references)}; they must be line-aligned")
     if output is not None:
-        output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
+        text = "".join(h + "\n" for h in hypotheses).encode("utf-8")
+        atomic_write(output, lambda f: f.write(text))
     scores = score(hypotheses, references, lowercase=lowercase)
     return {**scores.to_dict(), "sentences": len(references), "beam_size": beam,
             "lowercase": lowercase, "checkpoint": str(checkpoint)}
+
+
+def _nonempty(lines: list[str], path: Path, kind: str) -> list[str]:
+    """The lines of a file that must hold some, else one Seq2SeqError naming it."""
+    if not lines:
+        raise Seq2SeqError(f"the {kind} file {path} is empty; give one sentence per line")
+    return lines

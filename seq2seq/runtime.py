@@ -13,7 +13,12 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when present, else cpu; 'cuda:N' is checked to exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise Seq2SeqError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise Seq2SeqError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise Seq2SeqError(f"device {name!r} asked for, but CUDA is not available here; "

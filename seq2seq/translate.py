@@ -1,5 +1,6 @@
 """Translator: text in, text out, batched; rebuilt from a checkpoint alone."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -57,19 +58,35 @@ class Translator:
 
         Options left as None take the checkpoint's decode config.
         """
-        d = self.decode
-        beam = d.beam_size if beam_size is None else beam_size
-        alpha = d.length_penalty if length_penalty is None else length_penalty
-        ratio = d.max_len_ratio if max_len_ratio is None else max_len_ratio
-        size = d.batch_size if batch_size is None else batch_size
-        if beam < 1 or size < 1 or ratio <= 0 or alpha < 0:
-            raise Seq2SeqError("beam size and batch size must be >= 1, max-len-ratio > 0, "
-                               "length penalty >= 0")
+        beam, alpha, ratio, size = self.options(beam_size, length_penalty, max_len_ratio,
+                                                batch_size)
         ids = self.src_tok.encode(list(sentences))
         ids = self._truncate(ids)
         tokens = self.translate_ids(ids, beam, alpha, ratio, size)
         outputs = self.tgt_tok.decode(tokens)
         return [out if sent.strip() else "" for sent, out in zip(sentences, outputs, strict=True)]
+
+    def options(self, beam_size: int | None = None, length_penalty: float | None = None,
+                max_len_ratio: float | None = None, batch_size: int | None = None
+                ) -> tuple[int, float, float, int]:
+        """(beam, alpha, ratio, batch size), None taken from the checkpoint, checked up front
+        so that a bad value fails before any input is read or output written."""
+        d = self.decode
+        beam = d.beam_size if beam_size is None else beam_size
+        alpha = d.length_penalty if length_penalty is None else length_penalty
+        ratio = d.max_len_ratio if max_len_ratio is None else max_len_ratio
+        size = d.batch_size if batch_size is None else batch_size
+        vocab = self.tgt_tok.vocab_size
+        if not 1 <= beam <= vocab:  # more beams than target pieces cannot differ
+            raise Seq2SeqError(f"beam size must be between 1 and the target vocabulary size "
+                               f"({vocab}), got {beam}")
+        if size < 1:
+            raise Seq2SeqError(f"batch size must be >= 1, got {size}")
+        if not (math.isfinite(ratio) and ratio > 0):
+            raise Seq2SeqError(f"max-len-ratio must be a finite number > 0, got {ratio}")
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise Seq2SeqError(f"length penalty must be a finite number >= 0, got {alpha}")
+        return beam, alpha, ratio, size
 
     def _truncate(self, ids: list[list[int]]) -> list[list[int]]:
         limit = self.model.max_positions - 1  # room for EOS
@@ -101,6 +118,21 @@ class Translator:
         src, src_mask = src.to(self.device), src_mask.to(self.device)
         max_lens = max_output_lengths(src_mask, ratio, self.model.max_positions)
         bos, eos = self.tgt_tok.bos_id, self.tgt_tok.eos_id
-        if beam_size == 1:
-            return greedy_search(self.model, src, src_mask, bos, eos, max_lens)
-        return beam_search(self.model, src, src_mask, bos, eos, max_lens, beam_size, alpha)
+        try:
+            if beam_size == 1:
+                return greedy_search(self.model, src, src_mask, bos, eos, max_lens)
+            return beam_search(self.model, src, src_mask, bos, eos, max_lens, beam_size, alpha)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+            if not _out_of_memory(error):
+                raise
+            raise Seq2SeqError(f"out of memory translating {len(batch)} sentences with beam "
+                               f"size {beam_size} on {self.device}; lower --beam-size or "
+                               "--batch-size") from None
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether an allocation failed (CPU and CUDA allocators say so in different words)."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text

@@ -4,7 +4,8 @@ Files come from the public Multi30k repository on GitHub or from a local mirror
 folder holding the same twelve ``{split}.{lang}.gz`` files. Every file is written
 under a temporary name next to its target and moved into place only once its
 checksum matches, so an interrupted or failed run never leaves a half-written or
-unverified file behind.
+unverified file behind. A rerun checks each unpacked text against its archive and
+unpacks it again if it differs (a truncated or edited file is not trusted).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.files import reason, same_file
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 SPLITS = ("train", "val", "test_2016_flickr")
@@ -68,7 +70,8 @@ def multi30k_paths(dest: Path, split: str, lang: str) -> Path:
 
 
 def download_multi30k(
-    dest: Path, mirror: Path | None = None, progress: bool = True, base_url: str = BASE_URL
+    dest: Path, mirror: Path | None = None, progress: bool = True, base_url: str = BASE_URL,
+    checksums: dict[str, str] | None = None,
 ) -> list[Path]:
     """Fetch, verify and unpack the 12 Multi30k Task 1 files into `dest`.
 
@@ -79,30 +82,35 @@ def download_multi30k(
         mirror: a local folder holding the ``.gz`` files to copy instead of downloading.
         progress: show a tqdm bar (one step per file) on stderr; False prints nothing.
         base_url: where to download from when there is no mirror.
+        checksums: SHA-256 per ``.gz`` name; default the published ones (`SHA256`).
     Returns:
         the 12 plain-text paths, split-major (train.de, train.en, ..., test_2016_flickr.cs).
     """
     dest = Path(dest)
-    _make_folder(dest)
     if mirror is not None and not Path(mirror).is_dir():
         raise Seq2SeqError(
             f"mirror folder {mirror} does not exist or is not a folder; "
             f"pass a folder holding the Multi30k .gz files"
         )
+    if mirror is not None and same_file(dest, Path(mirror)):
+        raise Seq2SeqError(f"--dir {dest} is the --mirror folder; unpacking there would "
+                           "overwrite the mirror's files, so give another --dir")
+    _make_folder(dest)
     texts = [multi30k_paths(dest, split, lang) for split in SPLITS for lang in LANGS]
     with tqdm(total=len(texts), desc="multi30k", unit="file", disable=not progress) as bar:
         for text in texts:
             bar.set_postfix_str(text.name)
-            _install(text, mirror, base_url)
+            _install(text, mirror, base_url, checksums or SHA256)
             bar.update(1)
     return texts
 
 
-def _install(text: Path, mirror: Path | None, base_url: str) -> None:
+def _install(text: Path, mirror: Path | None, base_url: str, checksums: dict[str, str]
+             ) -> None:
     """Make sure ``text.gz`` is verified and ``text`` is unpacked from it, fetching if needed."""
     gz = text.with_name(text.name + ".gz")
-    if gz.is_file() and _sha256_of(gz) == SHA256[gz.name]:
-        if not text.is_file():
+    if gz.is_file() and _sha256_of(gz) == checksums[gz.name]:
+        if not _unpacked_matches(gz, text):
             _unpack(gz, text)
         return
     if mirror is None:
@@ -111,13 +119,12 @@ def _install(text: Path, mirror: Path | None, base_url: str) -> None:
     else:
         source = str(Path(mirror) / gz.name)
         chunks = _file_chunks(Path(source))
-    _fetch(chunks, gz, source)
+    _fetch(chunks, gz, source, checksums[gz.name])
     _unpack(gz, text)
 
 
-def _fetch(chunks: Iterator[bytes], gz: Path, source: str) -> None:
-    """Write `chunks` to `gz` through a temporary file, kept only if the hash matches."""
-    expected = SHA256[gz.name]
+def _fetch(chunks: Iterator[bytes], gz: Path, source: str, expected: str) -> None:
+    """Write `chunks` to `gz` through a temporary file, kept only if its SHA-256 is `expected`."""
     digest = hashlib.sha256()
     with _atomic_writer(gz) as out:
         for chunk in chunks:
@@ -135,6 +142,19 @@ def _unpack(gz: Path, text: Path) -> None:
     """Decompress verified `gz` into `text` (plain UTF-8, one sentence per line), atomically."""
     with gzip.open(gz, "rb") as source, _atomic_writer(text) as out:
         shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+def _unpacked_matches(gz: Path, text: Path) -> bool:
+    """Whether `text` holds exactly what verified `gz` unpacks to (read side by side)."""
+    if not text.is_file():
+        return False
+    with gzip.open(gz, "rb") as packed, text.open("rb") as unpacked:
+        while True:
+            chunk = packed.read(CHUNK_BYTES)
+            if unpacked.read(len(chunk) or 1) != chunk:
+                return False
+            if not chunk:
+                return True
 
 
 def _url_chunks(url: str) -> Iterator[bytes]:
@@ -194,10 +214,7 @@ def _atomic_writer(path: Path) -> Iterator[BinaryIO]:
     except OSError as exc:
         # Fetch and unpack errors arrive here as Seq2SeqError; an OSError is a local write problem.
         tmp.unlink(missing_ok=True)
-        raise Seq2SeqError(
-            f"cannot write {path} ({exc.strerror or exc}); "
-            f"check the free space and permissions of {path.parent}"
-        ) from exc
+        raise Seq2SeqError(f"cannot write {path}: {reason(exc)}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -218,5 +235,5 @@ def _make_folder(dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise Seq2SeqError(
-            f"cannot create download folder {dest} ({exc.strerror or exc}); pick another --dir"
+            f"cannot create download folder {dest}: {reason(exc)}; pick another --dir"
         ) from exc

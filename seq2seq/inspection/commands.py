@@ -30,10 +30,12 @@ def info(
              "FLOPs estimate.")] = 20,
 ) -> None:
     """Print the model's parameters by component and its FLOPs per target token."""
+    from seq2seq.files import check_regular_file
     from seq2seq.inspection.accounting import flops_per_target_token, format_table, parameter_table
 
     if src_len < 1 or tgt_len < 1:
         raise Seq2SeqError(f"--src-len and --tgt-len must be >= 1, got {src_len} and {tgt_len}")
+    check_regular_file(target, "config or checkpoint")
     if target.suffix.lower() in CONFIG_SUFFIXES:
         model, config, vocab_note = _model_from_config(target)
     else:
@@ -122,17 +124,21 @@ def attention(
     beam_size: Annotated[int, typer.Option(help="1 = greedy.")] = 1,
 ) -> None:
     """Translate a sentence and draw every layer's attention weights."""
+    from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.attention_maps import draw_png, write_html
     from seq2seq.translate import Translator
 
     if beam_size < 1:
         raise Seq2SeqError(f"--beam-size must be >= 1, got {beam_size}")
+    target = check_output(output, [checkpoint], "-o")
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    translator.options(beam_size)
     maps = sentence_attention(translator, sentence, beam_size)
-    if output.suffix.lower() == ".html":
-        write_html(maps, output)
-    else:
-        draw_png(maps, output)
+    with atomic_path(target) as tmp:
+        if output.suffix.lower() == ".html":
+            write_html(maps, tmp)
+        else:
+            draw_png(maps, tmp)
     typer.echo(maps.translation)
     typer.echo(f"attention maps -> {output}", err=True)
 
@@ -180,7 +186,10 @@ def plot(
         "-o", "--output", help="Image to write (.png, .pdf or .svg).")],
 ) -> None:
     """Plot training loss, validation loss and BLEU against steps and wall time."""
+    from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.plots import plot_runs
 
-    plot_runs(run_dirs, output)
+    target = check_output(output, [Path(d) / "metrics.jsonl" for d in run_dirs], "-o")
+    with atomic_path(target) as tmp:
+        plot_runs(run_dirs, tmp)
     typer.echo(f"curves of {len(run_dirs)} run(s) -> {output}", err=True)

@@ -31,16 +31,25 @@ class Result:
     err: str
 
 
-def cli(capfd, monkeypatch, *args, stdin: bytes = b"") -> Result:
-    """Run `seq2seq ARGS` in-process; stdout and stderr are captured at the file level."""
+def cli(capfd, monkeypatch, *args, stdin: bytes | Path = b"") -> Result:
+    """Run `seq2seq ARGS` in-process; stdout and stderr are captured at the file level.
+
+    stdin is the bytes to read, or a file to open as stdin (as `< FILE` would).
+    """
     capfd.readouterr()
     monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+    if isinstance(stdin, Path):
+        stream = open(stdin, encoding="utf-8")  # noqa: SIM115 (closed below)
+    else:
+        stream = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stream)
     try:
         main()
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        stream.close()
     out, err = capfd.readouterr()
     return Result(code, out, err)
 
@@ -313,3 +322,129 @@ def test_evaluate_source_of_another_length_and_missing_files(trained, tmp_path, 
                   "--ref", data / "test.tgt", "-o", out)
     assert_one_line_error(missing, "file not found", "nope.txt")
     assert not out.exists()
+
+
+def test_empty_evaluate_files_are_one_line(trained, tmp_path, capfd, monkeypatch):
+    ckpt, data = trained
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    ref, src = data / "test.tgt", data / "test.src"
+    for args, kind in ((["--src", empty, "--ref", empty], "reference"),
+                       (["--src", empty, "--ref", ref], "source"),
+                       (["--hyp", empty, "--ref", ref], "hypothesis"),
+                       (["--src", src, "--ref", empty], "reference")):
+        result = cli(capfd, monkeypatch, "evaluate", ckpt, *args, "-o", tmp_path / "out.txt")
+        assert_one_line_error(result, f"the {kind} file {empty} is empty")
+    assert not (tmp_path / "out.txt").exists()
+
+
+# ---------------------------------------------------------------- devices and sizes
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--device", "foo"], ["unknown device 'foo'"]),
+    (["--device", "cuda:-1"], ["unknown device 'cuda:-1'"]),
+    (["--device", "mps"], ["device 'mps' is not supported"]),
+    (["--beam-size", "1000000000"], ["beam size must be between 1", "got 1000000000"]),
+    (["--beam-size", "-4"], ["beam size must be between 1"]),
+    (["--batch-size", "-5"], ["batch size must be >= 1"]),
+    (["--batch-size", "0"], ["batch size must be >= 1"]),
+    (["--max-len-ratio", "inf"], ["max-len-ratio must be a finite number"]),
+    (["--length-penalty", "nan"], ["length penalty must be a finite number"]),
+])
+def test_unknown_devices_and_absurd_sizes_are_one_line(args, fragments, trained, tmp_path,
+                                                       capfd, monkeypatch):
+    ckpt, data = trained
+    out = tmp_path / "out.txt"
+    for command in (["translate", ckpt, "the dog .", "-o", out],
+                    ["translate", ckpt, "-o", out],
+                    ["evaluate", ckpt, "--src", data / "test.src", "--ref", data / "test.tgt"]):
+        if command[0] == "evaluate" and "--max-len-ratio" in args:
+            continue  # evaluate has no --max-len-ratio
+        result = cli(capfd, monkeypatch, *command, *args, stdin=b"the dog .\n")
+        assert_one_line_error(result, *fragments)
+    assert not out.exists()
+
+
+def test_unknown_train_device_and_missing_gpu_are_one_line(corpus, tmp_path, capfd,
+                                                           monkeypatch):
+    config = config_for(tmp_path, corpus)
+    result = cli(capfd, monkeypatch, "train", config, "--set", "train.device=tpu")
+    assert_one_line_error(result, "train.device")
+    if not torch.cuda.is_available():
+        gpu = cli(capfd, monkeypatch, "translate", "CK", "--device", "cuda:99")
+        assert_one_line_error(gpu, "cuda:99")
+
+
+def test_an_allocation_failure_in_search_says_to_lower_the_sizes(trained, capfd, monkeypatch):
+    from seq2seq import translate
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 8000000000000 bytes")
+
+    ckpt, _ = trained
+    monkeypatch.setattr(translate, "beam_search", no_memory)
+    result = cli(capfd, monkeypatch, "translate", ckpt, "the dog .", "--beam-size", "50")
+    assert_one_line_error(result, "out of memory", "lower --beam-size or --batch-size")
+
+
+# ---------------------------------------------------------------- paths that are not files
+
+
+def _not_a_file(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    if kind == "folder":
+        (tmp_path / "config.yaml").mkdir()
+        return tmp_path / "config.yaml", "is a folder"
+    if kind == "fifo":  # reading it would wait forever for a writer
+        os.mkfifo(tmp_path / "config.yaml")
+        return tmp_path / "config.yaml", "is a FIFO"
+    if kind == "device":
+        return Path(os.devnull), "not a regular file"
+    (tmp_path / "config.yaml").symlink_to(tmp_path / "config.yaml")
+    return tmp_path / "config.yaml", "symbolic link loop"
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device", "looping link"])
+def test_a_config_path_that_is_not_a_regular_file_is_one_line(kind, tmp_path, capfd,
+                                                              monkeypatch):
+    path, why = _not_a_file(kind, tmp_path)
+    for command in (["train", path, "--no-progress"], ["prepare", path], ["info", path]):
+        result = cli(capfd, monkeypatch, *command)
+        assert_one_line_error(result, str(path), why)
+
+
+# ---------------------------------------------------------------- messages that tell the truth
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-16-le"])
+def test_utf16_input_is_named_utf16(encoding, trained, corpus, tmp_path, capfd, monkeypatch):
+    ckpt, _ = trained
+    text = "the dog sleeps .\nthe cat runs .\n".encode(encoding)  # "utf-16" adds a BOM
+    (tmp_path / "in.txt").write_bytes(text)
+    (corpus / "train.src").write_bytes(text * 30)
+    runs = [cli(capfd, monkeypatch, "translate", ckpt, "-i", tmp_path / "in.txt"),
+            cli(capfd, monkeypatch, "translate", ckpt, stdin=text),
+            cli(capfd, monkeypatch, "train", config_for(tmp_path, corpus), "--no-progress")]
+    for result in runs:
+        assert_one_line_error(result, "UTF-16", "iconv -f UTF-16 -t UTF-8")
+        assert "latin1" not in result.err
+
+
+def test_the_last_resort_names_the_path_and_keeps_programming_errors(
+        trained, tmp_path, capfd, monkeypatch):
+    from seq2seq import translate
+
+    ckpt, _ = trained
+    for error in (PermissionError(13, "Permission denied", str(tmp_path / "x")),
+                  OSError(36, "File name too long", str(tmp_path / "y"))):
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(translate.Translator, "from_checkpoint", fail)
+        result = cli(capfd, monkeypatch, "translate", ckpt, "the dog .")
+        assert_one_line_error(result, error.filename)
+    monkeypatch.setattr(translate.Translator, "from_checkpoint",
+                        lambda *a, **k: 1 + "a bug")  # a TypeError is not the user's doing
+    with pytest.raises(TypeError):
+        cli(capfd, monkeypatch, "translate", ckpt, "the dog .")

@@ -101,6 +101,21 @@ def test_user_errors_are_one_line_exit_2(args, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_output_that_is_the_shell_input_is_refused(trained, tmp_path):
+    tmp, _, data = trained
+    text = tmp_path / "in.txt"
+    text.write_bytes((data / "dev.src").read_bytes())
+    before = text.read_bytes()
+    with open(text, encoding="utf-8") as stdin:  # `translate CK -o in.txt < in.txt`
+        result = subprocess.run([sys.executable, "-m", "seq2seq", "translate",
+                                 str(tmp / "run/best.pt"), "-o", str(text)], stdin=stdin,
+                                capture_output=True, text=True, cwd=ROOT, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "is the file read on stdin" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert text.read_bytes() == before
+
+
 def test_help_for_every_command():
     for command in ("prepare", "train", "translate", "evaluate", "average", "download", "info",
                     "attention", "plot"):
