@@ -41,6 +41,18 @@ def resume_from(path: Path, config: Config, step: TrainStep, src_tok: Tokenizer,
                            f"one {path} was trained with")
     if "train_state" not in saved:
         raise Seq2SeqError(f"--resume: {path} holds no training state")
+    try:
+        state = _restore(saved, step, config.train.seed)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a damaged train_state
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Seq2SeqError(f"--resume: {path} holds a damaged training state ({reason}); "
+                           "resume from a copy or train into a new run_dir") from None
+    log(f"resumed from {path} at step {state.step}, epoch {state.epoch}")
+    return state
+
+
+def _restore(saved: dict, step: TrainStep, seed: int) -> TrainState:
+    """Put a checkpoint's weights, optimizer, scaler and RNG states into place."""
     saved_state = saved["train_state"]
     step.model.load_state_dict(saved["model"])
     step.optimizer.load_state_dict(saved_state["optimizer"])
@@ -50,6 +62,5 @@ def resume_from(path: Path, config: Config, step: TrainStep, src_tok: Tokenizer,
     if saved_state["world_size"] == world.size:
         set_rng_state(saved_state["rng"][world.rank])
     else:
-        torch.manual_seed(config.train.seed + 1000 * state.step + world.rank)
-    log(f"resumed from {path} at step {state.step}, epoch {state.epoch}")
+        torch.manual_seed(seed + 1000 * state.step + world.rank)
     return state

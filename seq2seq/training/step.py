@@ -79,17 +79,23 @@ class TrainStep:
         return skipped
 
 
-def loss_module(model: nn.Module, train: TrainConfig) -> nn.Module:
-    """The teacher-forced loss training differentiates (the one place it is built)."""
+# The two losses are built here and nowhere else in training.
+def training_loss_module(model: nn.Module, train: TrainConfig) -> nn.Module:
+    """The teacher-forced loss training differentiates, with label smoothing."""
     # torch.compile would trace the kept logits buffer's storage tricks: not with it
     return TeacherForcedLoss(model, train.label_smoothing, keep_logits=not train.compile)
+
+
+def validation_loss_module(model: nn.Module) -> nn.Module:
+    """The same loss without label smoothing, for the validation loss and perplexity."""
+    return TeacherForcedLoss(model, label_smoothing=0.0)
 
 
 def build_step(model: nn.Module, train: TrainConfig, world: World, device: torch.device
                ) -> TrainStep:
     """The step a training run takes, for a model already on `device`."""
     autocast(device, train.precision)  # refuses fp16 off CUDA now, not at the first step
-    loss = loss_module(model, train)
+    loss = training_loss_module(model, train)
     if world.active:
         ids = [device.index] if device.type == "cuda" else None
         loss = DistributedDataParallel(loss, device_ids=ids)

@@ -6,9 +6,9 @@ import torch
 
 from seq2seq.config import Config
 from seq2seq.data import EncodedCorpus, ParallelText, make_batch, token_batches
-from seq2seq.loss import TeacherForcedLoss
 from seq2seq.metrics import score
 from seq2seq.tokenizer import Tokenizer
+from seq2seq.training.step import validation_loss_module
 from seq2seq.translate import Translator
 
 
@@ -19,7 +19,7 @@ def validation_loss(model, dev: EncodedCorpus, tok: Tokenizer, batch_tokens: int
     set without pairs, which training refuses (loop.fit_to_positions)."""
     batches = token_batches([len(s) for s in dev.src], [len(t) for t in dev.tgt], batch_tokens,
                             seed=0, epoch=0, shuffle=False)
-    loss_fn = TeacherForcedLoss(model, label_smoothing=0.0)
+    loss_fn = validation_loss_module(model)
     total, tokens = 0.0, 0
     for indices in batches:
         b = make_batch([dev.src[i] for i in indices], [dev.tgt[i] for i in indices],

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import seq2seq.loss
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.training.loop import Interrupted, train
@@ -358,10 +358,17 @@ def test_resume_without_last_pt_is_a_clear_error(copy_of, tmp_path, capfd, monke
     assert not empty.exists()
 
 
+def without_optimizer(state: dict) -> dict:
+    del state["train_state"]["optimizer"]
+    return state
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda run: shutil.copy(run / "best.pt", run / "last.pt"), "holds no training state"),
     (lambda run: (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:5000]),
      "not a readable checkpoint"),
+    (lambda run: save_checkpoint(without_optimizer(load_checkpoint(run / "last.pt")),
+                                 run / "last.pt"), "damaged training state ('optimizer')"),
 ])
 def test_resume_from_an_unusable_last_pt(damage, message, copy_of, capfd, monkeypatch):
     config, run = copy_of
