@@ -8,7 +8,7 @@ Usage, from the repository root (after `make install`):
 Everything runs in one process with one thread count: the reference model (the project's
 default ModelConfig: d_model 256, 3 + 3 layers, 4 heads, feed-forward 1024, tied
 embeddings, dropout 0.1) trained on Multi30k de->en with a joint 8000-piece unigram
-SentencePiece vocabulary and batches of 4096 target tokens, through Trainer.train_step
+SentencePiece vocabulary and batches of 4096 target tokens, through training's TrainStep
 itself; a square matmul for the machine's peak; and decoding of test_2016_flickr.de with
 a randomly initialised model of the same shape. The tokenizer and token ids are cached in
 runs/bench-cache/, so only the first run trains SentencePiece.
@@ -31,10 +31,10 @@ from bench.timing import (
     cpu_name,
     matmul_gflops,
     peak_rss_mib,
-    step_trainer,
     time_per_step,
     time_training,
     time_translation,
+    training_step,
 )
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig
 from seq2seq.corpora.multi30k import download_multi30k, multi30k_paths
@@ -163,13 +163,13 @@ def bench_training(tok: Tokenizer, corpus: EncodedCorpus, model_cfg: ModelConfig
     for precision in peak:
         log(f"training {precision}: {plan.warmup} warm-up + {plan.steps} timed steps")
         cfg = dataclasses.replace(train_cfg, precision=precision)
-        trainer = step_trainer(reference_model(model_cfg, tok, cfg.seed), cfg)
+        step = training_step(reference_model(model_cfg, tok, cfg.seed), cfg)
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-        row = time_training(trainer, corpus, tok, batches, plan.warmup, block=plan.block,
+        row = time_training(step, cfg, corpus, tok, batches, plan.warmup, block=plan.block,
                             probe=lambda d=dtype: matmul_gflops(plan.matmul_n, d, plan.probe_reps))
         row["mfu"] = row["gflops_per_s"] / peak[precision]
         out[precision] = row
-        del trainer
+        del step
     return out
 
 

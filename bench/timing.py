@@ -1,10 +1,11 @@
 """Timing primitives for the speed benchmark (bench/bench.py).
 
-A training step through Trainer.train_step itself, the machine's matmul peak, decoding
+A training step through training's own TrainStep, the machine's matmul peak, decoding
 throughput through Translator, and milliseconds per decoder step at a fixed output length.
 Each returns plain numbers; what to run and how to report it is the benchmark's business.
 """
 
+import itertools
 import platform
 import resource
 import statistics
@@ -17,14 +18,12 @@ import torch
 from seq2seq.config import DecodeConfig, TrainConfig
 from seq2seq.data import EncodedCorpus, make_batch, make_source, padding_fraction
 from seq2seq.inspection.accounting import training_flops
-from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.transformer import Transformer
 from seq2seq.search import beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.training.distributed import World
-from seq2seq.training.loop import Trainer
-from seq2seq.training.progress import TrainState
-from seq2seq.training.schedule import adamw, learning_rate
+from seq2seq.training.schedule import learning_rate
+from seq2seq.training.step import TrainStep, build_step
 from seq2seq.translate import Translator
 
 CPU = torch.device("cpu")
@@ -34,48 +33,39 @@ NO_EOS = -1  # an eos_id no token has: every hypothesis runs to its length limit
 # ---------------------------------------------------------------- training
 
 
-def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
-    """A Trainer holding just what Trainer.train_step reads, so the timed step is training's own.
-
-    Trainer.__init__ would also claim a run directory and load a corpus; the loss module,
-    optimizer and scaler are built with the arguments it uses (one process, no compile).
-    """
-    trainer = Trainer.__new__(Trainer)
-    trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
-    trainer.model, trainer.state, trainer.done = model.train(), TrainState(), 0.0
-    trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing, keep_logits=True)
-    trainer.optimizer = adamw(model, cfg, CPU, learning_rate(1, cfg.lr, cfg.warmup))
-    trainer.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
-    return trainer
+def training_step(model: Transformer, train: TrainConfig) -> TrainStep:
+    """The step training takes (build_step), for one process on the CPU."""
+    return build_step(model.train(), train, World(), CPU)
 
 
-def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
+def time_training(step: TrainStep, train: TrainConfig, corpus: EncodedCorpus, tok: Tokenizer,
                   batches: list[list[int]], warmup: int,
                   probe: Callable[[], float] | None = None, block: int = 5) -> dict:
     """Train on batches[:warmup] untimed, then time the optimizer steps on the rest.
 
-    Each step builds its Batch and calls trainer.train_step, as Trainer.fit does. Returns
-    target tokens per second, training FLOPs (seq2seq.inspection.accounting, real
-    lengths, so padding is not counted as useful work) per second, padding fraction and
-    peak resident memory.
+    Each step builds its Batch and calls step.step at the schedule's rate, as the
+    training loop does. Returns target tokens per second, training FLOPs
+    (seq2seq.inspection.accounting, real lengths, so padding is not counted as useful
+    work) per second, padding fraction and peak resident memory.
     With probe (a matmul's GFLOP/s), the timed steps run in blocks of `block` with a probe
     just before each, and "paired_mfu" is the median over blocks of the block's GFLOP/s
     over its probe's: on a shared host whose speed drifts, a ratio of two rates measured
     seconds apart moves less than one against a peak taken before training.
     """
-    def step(indices: list[int]) -> tuple[int, float]:
+    rates = (learning_rate(n, train.lr, train.warmup, train.schedule) for n in itertools.count(1))
+
+    def one_step(indices: list[int]) -> tuple[int, float]:
         batch = make_batch([corpus.src[i] for i in indices], [corpus.tgt[i] for i in indices],
                            tok.pad_id, tok.bos_id, tok.eos_id)
-        nll, skipped, _ = trainer.train_step([batch])
-        trainer.state.step += 1
+        nll, skipped, _ = step.step([batch], next(rates))
         return batch.n_tokens, (float("nan") if skipped.item() else nll.item())
 
     def flops(part: list[list[int]]) -> float:
-        return training_flops(trainer.model, [len(corpus.src[i]) + 1 for b in part for i in b],
+        return training_flops(step.model, [len(corpus.src[i]) + 1 for b in part for i in b],
                               [len(corpus.tgt[i]) + 1 for b in part for i in b])
 
     for indices in batches[:warmup]:
-        step(indices)
+        one_step(indices)
     timed = batches[warmup:]
     size = block if probe is not None else max(len(timed), 1)
     tokens = nll = seconds = total = 0.0
@@ -85,13 +75,13 @@ def time_training(trainer: Trainer, corpus: EncodedCorpus, tok: Tokenizer,
         peak = probe() if probe is not None else None
         began = time.perf_counter()
         for indices in part:
-            n, loss = step(indices)
+            n, loss = one_step(indices)
             tokens, nll = tokens + n, nll + loss
         took, part_flops = time.perf_counter() - began, flops(part)
         seconds, total = seconds + took, total + part_flops
         if peak is not None:
             ratios.append(part_flops / took / 1e9 / peak)
-    row = {"precision": trainer.cfg.precision, "warmup_steps": warmup, "steps": len(timed),
+    row = {"precision": step.precision, "warmup_steps": warmup, "steps": len(timed),
            "seconds": seconds, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
            "seconds_per_step": seconds / len(timed), "train_flops": total,
            "gflops_per_s": total / seconds / 1e9, "nll_per_token": nll / tokens,

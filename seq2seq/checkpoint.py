@@ -98,3 +98,30 @@ def model_shape_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[
     old, new = saved.get("model", {}), current.get("model", {})
     return [f"model.{key}: {old.get(key)!r} -> {new.get(key)!r}"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+
+
+def build_checkpoint(config, model: torch.nn.Module, src_tok, tgt_tok, step: int, epoch: int,
+                     metrics: dict, train_state: dict | None = None) -> dict[str, Any]:
+    """The checkpoint layout above, from a run's parts; refuses weights that are not finite.
+
+    config: a Config (stored as config.to_dict()); model: its state_dict is stored;
+    src_tok, tgt_tok: Tokenizers (their model_bytes); train_state: optimizer, scaler,
+    progress, rng, world_size for --resume, or None for a checkpoint to translate with.
+    Raises Seq2SeqError on a NaN or inf weight, so no such checkpoint is ever written and
+    the previous files stay as they are.
+    """
+    weights = model.state_dict()
+    floats = [name for name, t in weights.items() if t.is_floating_point()]
+    checks = [torch.isfinite(weights[name]).all() for name in floats]
+    finite = torch.stack(checks).tolist() if checks else []  # one host sync for all
+    bad = [name for name, ok in zip(floats, finite, strict=True) if not ok]
+    if bad:
+        raise Seq2SeqError(f"step {step}: weight {bad[0]} is not finite (NaN or inf), so no "
+                           "checkpoint was written and the earlier ones are kept; lower "
+                           "train.lr, raise train.warmup or use train.precision=fp32")
+    state = {"config": config.to_dict(), "model": weights,
+             "tokenizers": {"src": src_tok.model_bytes, "tgt": tgt_tok.model_bytes},
+             "step": step, "epoch": epoch, "metrics": metrics}
+    if train_state is not None:
+        state["train_state"] = train_state
+    return state

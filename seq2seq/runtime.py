@@ -69,7 +69,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 class SignalFlag:
-    """Turn SIGINT/SIGTERM into a flag checked after each step, so a step always finishes."""
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step, so a step and a
+    save always finish. A repeated signal interrupts nothing either: it says so on stderr.
+
+    Keep the flag installed until the last file is written; outside it a second Ctrl-C
+    would stop a save halfway and leave the checkpoint at an older step.
+    """
+
+    REPEAT = ("seq2seq: {name} again: finishing the step and saving last.pt first; "
+              "wait for it (a SIGKILL now loses the steps since the last checkpoint)\n")
 
     def __init__(self):
         self.raised, self._old = False, {}
@@ -83,6 +91,8 @@ class SignalFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.raised:  # os.write: a handler may run inside a print, which is not reentrant
+            os.write(2, self.REPEAT.format(name=signal.Signals(signum).name).encode())
         self.raised = True
 
     def __exit__(self, *exc) -> None:

@@ -1,13 +1,14 @@
 """PyTorch's own distributed engine, started by torchrun: process group, rank, agreement.
 
 Single-process runs never touch torch.distributed; every helper here is a no-op then.
-Numbers and objects the hosts agree on travel over a gloo group of CPU tensors, so
-agreeing never waits for a GPU to finish its queued work (over NCCL it would).
+Numbers and objects the hosts agree on travel over a gloo group of CPU tensors of their
+own (World.host_group), so agreeing never waits for a GPU to finish its queued work (over
+NCCL it would).
 """
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -17,9 +18,13 @@ from seq2seq.errors import Seq2SeqError
 
 @dataclass(frozen=True)
 class World:
+    """This process's place in the run; host_group is the gloo group hosts agree over
+    (None in a single process, which agrees with no one)."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    host_group: object = field(default=None, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -30,15 +35,13 @@ class World:
         return self.size > 1
 
 
-_host_group = None  # the CPU group for host agreement; None: the default group is gloo
-
-
 def init_world(device_name: str) -> World:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
 
     Backend: NCCL for CUDA devices, gloo otherwise; SEQ2SEQ_DIST_BACKEND overrides.
+    Host agreement always gets a gloo group of its own, whatever the backend, so there
+    is one path to test.
     """
-    global _host_group
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
@@ -53,8 +56,7 @@ def init_world(device_name: str) -> World:
             dist.init_process_group(backend=backend)
         except (RuntimeError, ValueError) as error:
             raise Seq2SeqError(f"could not join the process group ({backend}): {error}") from None
-    _host_group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
-    return World(rank, size, local_rank)
+    return World(rank, size, local_rank, host_group=dist.new_group(backend="gloo"))
 
 
 def process_device(world: World, device: torch.device) -> torch.device:
@@ -69,7 +71,7 @@ def all_sum(world: World, values: list[float]) -> list[float]:
     if not world.active:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t, group=_host_group)
+    dist.all_reduce(t, group=world.host_group)
     return t.tolist()
 
 
@@ -96,7 +98,7 @@ def broadcast_object(world: World, obj):
     if not world.active:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0, group=_host_group)
+    dist.broadcast_object_list(box, src=0, group=world.host_group)
     return box[0]
 
 
@@ -105,7 +107,7 @@ def gather_objects(world: World, obj) -> list:
     if not world.active:
         return [obj]
     out = [None] * world.size
-    dist.all_gather_object(out, obj, group=_host_group)
+    dist.all_gather_object(out, obj, group=world.host_group)
     return out
 
 
@@ -123,9 +125,7 @@ def close_world(world: World, finished: bool = True) -> None:
     """Leave the process group. After a finished run every rank first waits for the
     others, so none tears its connections down while another is still writing or in a
     collective; after an error it leaves at once (the others may never arrive)."""
-    global _host_group
     if world.active and dist.is_initialized():
         if finished:
             dist.barrier()
         dist.destroy_process_group()  # every group, the host group too
-        _host_group = None

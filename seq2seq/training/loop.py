@@ -1,37 +1,32 @@
 """The training loop, top to bottom: tokenizers -> batches -> teacher-forced loss ->
 AdamW with warm-up -> validation BLEU -> checkpoints.
 
-Resume is exact: a checkpoint's train_state holds the optimizer, the step, the position
-inside the epoch, the best scores, the early-stopping counter and every RNG state.
+setup() builds a Run once (device, run directory, tokenizers, data, model, step, resume);
+fit() trains it; train() does both. Resume is exact (resume.py).
 """
 
-import contextlib
+import copy
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
+from torch import nn
 from tqdm import tqdm
 
-from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape_changes
-from seq2seq.config import Config, dump_config, parse_duration
+from seq2seq.checkpoint import average_checkpoints, build_checkpoint
+from seq2seq.config import Config, ModelConfig, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
-from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
-from seq2seq.prepare import load_or_prepare, load_training_data
-from seq2seq.runtime import (
-    SignalFlag,
-    autocast,
-    resolve_device,
-    rng_state,
-    set_rng_state,
-    set_threads,
-)
+from seq2seq.prepare import TrainingData, load_or_prepare, load_training_data
+from seq2seq.runtime import SignalFlag, resolve_device, set_threads
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.training import best as best_k
 from seq2seq.training import distributed as dist
+from seq2seq.training.distributed import World
 from seq2seq.training.progress import (
     LossWindow,
     SkippedSteps,
@@ -39,338 +34,333 @@ from seq2seq.training.progress import (
     fraction_done,
     limit_reached,
 )
+from seq2seq.training.resume import resume_from, training_state
 from seq2seq.training.run_dir import RunDir
-from seq2seq.training.schedule import adamw, learning_rate, step_unless
-from seq2seq.training.validate import validate, validate_weights
+from seq2seq.training.schedule import learning_rate
+from seq2seq.training.step import TrainStep, build_step
+from seq2seq.training.validate import validate
+
+Log = Callable[[str], None]
 
 
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after saving last.pt."""
 
 
-class Trainer:
-    """One training run in one process (one rank under torchrun)."""
+@dataclass
+class Run:
+    """What one training run is made of, built once by setup(). The loop changes only
+    `state` (and, through the step, the model's weights)."""
 
-    def __init__(self, config: Config, resume: bool, overwrite: bool, progress: bool):
-        self.config, self.cfg = config, config.train
-        self.world = dist.init_world(self.cfg.device)
-        self.device = dist.process_device(self.world, resolve_device(self.cfg.device))
-        self.threads = set_threads(self.cfg.threads)
-        self.run = RunDir(Path(self.cfg.run_dir), self.world.is_main)
-        self.run.claim(resume, overwrite)
-        self.progress = progress and self.world.is_main
-        self.state = TrainState()
-        self.done = 0.0  # fraction of the run done, for linear/cosine schedules
-        self.epoch_len = 0  # optimizer steps per epoch on this rank
-        torch.manual_seed(self.cfg.seed + self.world.rank)
-        with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
-            self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
-        self.data = load_training_data(config, self.src_tok, self.tgt_tok, self.log)
-        self._fit_data_to_positions()
-        self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
-                                 self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
-        self.model.to(self.device)
-        # torch.compile would trace the kept logits buffer's storage tricks: not with it
-        self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing,
-                                                        keep_logits=not self.cfg.compile))
-        self.optimizer = adamw(self.model, self.cfg, self.device, self.learning_rate(1))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
-        if resume:
-            self._resume()
-        self.skipped = SkippedSteps(self.state.nonfinite_in_row, self.device)
-        self.run.write_config(config, dump_config)
-        self.log(f"model: {count_parameters(self.model):,} parameters; device {self.device}, "
-                 f"{self.threads} threads, {self.cfg.precision}, world size {self.world.size}")
-
-    def _fit_data_to_positions(self) -> None:
-        """Drop pairs longer than the model's positions (data.max_len may allow them).
-
-        Dev pairs leave the validation loss only; BLEU translates them truncated. With no
-        training pair left the loop would never take a step, so that is an error.
-        """
-        limit = self.config.model.max_positions - 1  # each side gains one token: EOS or BOS
-        self.data.train, long_train = filter_long(self.data.train, limit)
-        self.data.dev, long_dev = filter_long(self.data.dev, limit)
-        if long_train or long_dev:
-            self.log(f"data: dropped {long_train} training and {long_dev} validation pairs "
-                     f"longer than model.max_positions - 1 = {limit} tokens")
-        if not self.data.train.src:
-            raise Seq2SeqError(f"no training pairs left: all are longer than data.max_len="
-                               f"{self.config.data.max_len} tokens or model.max_positions - 1 = "
-                               f"{limit}; raise them or check the training files")
-
-    def _wrap(self, module: nn.Module) -> nn.Module:
-        if self.world.active:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            module = DistributedDataParallel(module, device_ids=ids)
-        if self.cfg.compile:
-            module = torch.compile(module, dynamic=True)
-        return module
-
-    def log(self, message: str) -> None:
-        if self.world.is_main:
-            tqdm.write(message)
-
-    # ---- checkpoints -------------------------------------------------------------------
-
-    def checkpoint(self, metrics: dict, with_train_state: bool) -> dict:
-        state = {"config": self.config.to_dict(), "model": self.model.state_dict(),
-                 "tokenizers": {"src": self.src_tok.model_bytes, "tgt": self.tgt_tok.model_bytes},
-                 "step": self.state.step, "epoch": self.state.epoch, "metrics": metrics}
-        if with_train_state:  # a collective under DDP: every rank calls this
-            rng = dist.gather_objects(self.world, rng_state())  # every rank's, for exact resume
-            state["train_state"] = {"optimizer": self.optimizer.state_dict(),
-                                    "scaler": self.scaler.state_dict(),
-                                    "progress": asdict(self.state), "rng": rng,
-                                    "world_size": self.world.size}
-        return state
-
-    def _resume(self) -> None:
-        path = self.run.path / "last.pt"
-        saved = load_checkpoint(path, map_location=self.device)
-        changes = model_shape_changes(saved["config"], self.config.to_dict())
-        if changes:
-            raise Seq2SeqError(f"--resume: the model config changed since {path} was written "
-                               f"({'; '.join(changes)}); restore it or train into a new run_dir")
-        if saved["tokenizers"]["src"] != self.src_tok.model_bytes:
-            raise Seq2SeqError(f"--resume: the tokenizer in {self.run.path} differs from the "
-                               f"one {path} was trained with")
-        if "train_state" not in saved:
-            raise Seq2SeqError(f"--resume: {path} holds no training state")
-        ts = saved["train_state"]
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.scaler.load_state_dict(ts["scaler"])
-        self.state = TrainState(**ts["progress"])
-        if ts["world_size"] == self.world.size:
-            set_rng_state(ts["rng"][self.world.rank])
-        else:
-            torch.manual_seed(self.cfg.seed + 1000 * self.state.step + self.world.rank)
-        self.run.trim_metrics(self.state.step)
-        self.log(f"resumed from {path} at step {self.state.step}, epoch {self.state.epoch}")
-
-    # ---- one optimizer step ------------------------------------------------------------
-
-    def train_step(self, micro: list[Batch]) -> tuple[Tensor, Tensor, int]:
-        """Forward/backward over the micro-batches of one step, then clip and update.
-
-        The loss is normalised by the step's target tokens summed over all processes,
-        so N processes with batch B train like one process with batch N x B.
-        When the loss or the gradient norm is not finite the update is skipped, on the
-        device: nothing in a step waits for the device to finish it.
-        Returns (summed nll on this rank, 1.0 if the update was skipped else 0.0, both
-        0-d tensors on the device; target tokens on this rank).
-        """
-        tokens = sum(b.n_tokens for b in micro)
-        scale = self.world.size / dist.sum_tensor(self.world, tokens, self.device)
-        nll_sum = torch.zeros((), device=self.device)
-        loss_sum = torch.zeros((), device=self.device)
-        for i, b in enumerate(micro):
-            sync = not self.world.active or i == len(micro) - 1
-            no_sync = contextlib.nullcontext() if sync else self.loss_module.no_sync()
-            with no_sync:
-                with autocast(self.device, self.cfg.precision):
-                    loss, nll = self.loss_module(b.src, b.tgt_in, b.tgt_out, b.src_mask,
-                                                 b.tgt_mask, b.n_tokens)
-                self.scaler.scale(loss * scale).backward()
-            loss_sum += loss.detach()
-            nll_sum += nll
-        self.scaler.unscale_(self.optimizer)
-        norm = (nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-                if self.cfg.clip_norm > 0 else torch.zeros((), device=self.device))
-        # Under fp16 the scaler skips steps with non-finite gradients itself (and lowers
-        # its scale): there only a non-finite loss counts as a skipped step.
-        finite = torch.isfinite(loss_sum) & (torch.isfinite(norm) | self.scaler.is_enabled())
-        # Ranks skip together: with clip_norm 0 a rank's own loss is all it would look at.
-        skipped = dist.max_tensor_(self.world, (~finite).float())
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.state.step + 1)
-        if self.scaler.is_enabled():
-            self.scaler.step(self.optimizer)
-        else:
-            step_unless(self.optimizer, skipped)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return nll_sum, skipped, tokens
-
-    def epoch_steps(self) -> list[list[list[int]]]:
-        """This epoch's optimizer steps on this rank, each a list of micro-batches (indices)."""
-        train = self.data.train
-        batches = token_batches([len(s) for s in train.src], [len(t) for t in train.tgt],
-                                self.cfg.batch_tokens, self.cfg.seed, self.state.epoch)
-        mine = shard(batches, self.world.rank, self.world.size)
-        acc = self.cfg.accumulate
-        steps = [mine[i : i + acc] for i in range(0, len(mine), acc)]
-        self.epoch_len = len(steps)
-        return steps
-
-    def learning_rate(self, step: int) -> float:
-        return learning_rate(step, self.cfg.lr, self.cfg.warmup, self.cfg.schedule, self.done)
-
-    def make_batch(self, indices: list[int]) -> Batch:
-        train, tok = self.data.train, self.tgt_tok
-        batch = make_batch([train.src[i] for i in indices], [train.tgt[i] for i in indices],
-                           tok.pad_id, tok.bos_id, tok.eos_id)
-        if self.device.type == "cuda":
-            return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch
-
-    # ---- the loop ----------------------------------------------------------------------
-
-    def fit(self) -> Path:
-        """Train until a limit, the time budget, early stopping or a signal."""
-        stopper = SignalFlag()
-        budget = parse_duration(self.cfg.max_time)
-        start = time.perf_counter() - self.state.elapsed
-        bar = tqdm(total=self.cfg.max_steps or None, initial=self.state.step,
-                   disable=not self.progress, unit="step", dynamic_ncols=True)
-        window = LossWindow(self.state.step)
-        reason = self._stop_reason(budget, stopper)  # a resumed run may be at its limit already
-        with stopper:
-            while reason is None:
-                steps = self.epoch_steps()
-                if not steps:  # e.g. fewer batches than processes: an epoch would be empty
-                    raise Seq2SeqError(
-                        f"an epoch has no batches for {self.world.size} process(es); lower "
-                        "train.batch_tokens or use fewer processes")
-                for micro in steps[self.state.steps_in_epoch :]:
-                    nll, skipped, tokens = self.train_step([self.make_batch(i) for i in micro])
-                    self.state.steps_in_epoch += 1
-                    self.state.step += 1
-                    self.state.elapsed = time.perf_counter() - start
-                    self.skipped.add(skipped)
-                    window.add(nll, skipped, tokens)
-                    bar.update(1)
-                    if self.state.step % self.cfg.log_every == 0:
-                        self._log_train(window, bar)
-                    if self.state.step % self.cfg.eval_every == 0:
-                        self._validate(start)
-                    reason = self._stop_reason(budget, stopper)
-                    if reason:
-                        break
-                else:
-                    self.state.epoch += 1
-                    self.state.steps_in_epoch = 0
-                    reason = self._stop_reason(budget, stopper)
-        bar.close()
-        return self._finish(reason, start)
-
-    def _count_skipped(self) -> None:
-        """Learn of the updates skipped since the last look (a host sync: only where the
-        loop waits anyway) and stop once train.max_nonfinite came in a row."""
-        new, in_row, most = self.skipped.read()
-        s = self.state
-        s.nonfinite_total += new
-        s.nonfinite_in_row = in_row
-        if new:
-            self.log(f"step {s.step}: {new} update(s) skipped for a non-finite loss since the "
-                     f"last report ({in_row} in a row now, {s.nonfinite_total} in all)")
-        if most >= self.cfg.max_nonfinite:
-            raise Seq2SeqError(
-                f"the loss was not finite for {most} steps in a row by step {s.step}; "
-                "lower train.lr, raise train.warmup, or use fp32")
-
-    def _stop_reason(self, budget: float, stopper: "SignalFlag") -> str | None:
-        signalled = dist.all_sum(self.world, [float(stopper.raised)])[0] > 0
-        reason = "signal" if signalled else limit_reached(self.state, self.cfg, budget)
-        done = fraction_done(self.state, self.cfg, self.epoch_len, budget)
-        # Rank 0's clock decides for every rank, so learning rates stay identical under DDP.
-        reason, self.done = dist.broadcast_object(self.world, (reason, done))
-        return reason
-
-    def _log_train(self, window: LossWindow, bar: tqdm) -> None:
-        self._count_skipped()
-        row = window.flush(self.state.step, self.state.elapsed,
-                           self.learning_rate(self.state.step), self.world)
-        row["epoch"] = self.state.epoch
-        loss = f"{row['train_loss']:.3f}" if "train_loss" in row else "-"
-        bar.set_postfix(loss=loss, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
-        self.run.append_metrics(row)
-
-    def _validate(self, start: float) -> dict:
-        t0 = time.perf_counter()
-        metrics = {}
-        if self.world.is_main:
-            metrics = validate(self.model, self.data.dev, self.data.dev_text, self.src_tok,
-                               self.tgt_tok, self.config, self.device)
-            self._record_best(metrics)
-        self.state.eval_seconds += time.perf_counter() - t0
-        self.state.elapsed = time.perf_counter() - start
-        self._save_last(metrics)
-        if self.world.is_main:
-            best_bleu, best_step = self.state.best[0]
-            self.log(f"step {self.state.step} | val loss {metrics['val_loss']:.3f} "
-                     f"ppl {metrics['val_ppl']:.2f} | BLEU {metrics['bleu']:.2f} "
-                     f"chrF {metrics['chrf']:.2f} | best BLEU {best_bleu:.2f} @ {best_step}")
-            self.run.append_metrics({"step": self.state.step, "elapsed": self.state.elapsed,
-                                     **metrics})
-        self.state.bad_evals = dist.broadcast_object(self.world, self.state.bad_evals)
-        return metrics
-
-    def _record_best(self, metrics: dict) -> None:
-        """Keep the best-K checkpoints by validation BLEU; best.pt is the top one."""
-        s, k = self.state, self.cfg.keep_best
-        improved = not s.best or metrics["bleu"] > s.best[0][0]
-        s.bad_evals = 0 if improved else s.bad_evals + 1
-        if len(s.best) >= k and metrics["bleu"] <= s.best[-1][0]:
-            return
-        state = self.checkpoint(metrics, with_train_state=False)
-        if improved:
-            self.run.save("best.pt", state)
-        if k > 1:
-            self.run.save(f"best-step{s.step}.pt", state)
-        s.best = sorted(s.best + [[metrics["bleu"], s.step]], key=lambda b: (-b[0], b[1]))
-        for _, step in s.best[k:]:
-            self.run.remove(f"best-step{step}.pt")
-        s.best = s.best[:k]
-
-    def _save_last(self, metrics: dict) -> None:
-        self._count_skipped()  # the checkpoint's counts must be current
-        state = self.checkpoint(metrics, with_train_state=True)  # collective under DDP
-        if self.world.is_main:
-            self.run.save("last.pt", state)
-
-    def _finish(self, reason: str, start: float) -> Path:
-        if reason == "signal":
-            self._save_last({})
-            raise Interrupted(f"interrupted at step {self.state.step}; {self.run.path}/last.pt "
-                              f"saved; continue with: seq2seq train CONFIG --resume")
-        if self.state.step and self.state.step % self.cfg.eval_every != 0:
-            self._validate(start)
-        s = self.state
-        self.log(f"stopped: {reason}; {s.step} steps, {s.train_seconds:.0f}s training + "
-                 f"{s.eval_seconds:.0f}s validation; checkpoints in {self.run.path}")
-        if self.cfg.average_best and self.world.is_main:
-            self._average_best()
-        return self.run.path
-
-    def _average_best(self) -> None:
-        """Write averaged.pt from the best-K checkpoints and report its validation BLEU."""
-        best = self.state.best[: self.cfg.average_best]
-        paths = [p for _, step in best if (p := self.run.path / f"best-step{step}.pt").is_file()]
-        if len(paths) < 2:
-            self.log("average_best: fewer than 2 best checkpoints; averaged.pt not written")
-            return
-        state = average_checkpoints(paths)
-        state["metrics"] = validate_weights(state["model"], self.model, self.data, self.src_tok,
-                                            self.tgt_tok, self.config, self.device)
-        self.run.save("averaged.pt", state)
-        bleu = state["metrics"]["bleu"]
-        self.log(f"averaged.pt from {len(paths)} checkpoints: BLEU {bleu:.2f} "
-                 f"(best single: {best[0][0]:.2f} @ step {best[0][1]})")
-        self.run.append_metrics({"step": self.state.step, "averaged": len(paths),
-                                 **state["metrics"]})
+    config: Config
+    world: World
+    device: torch.device
+    run_dir: RunDir
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    data: TrainingData
+    model: nn.Module
+    step: TrainStep
+    state: TrainState
+    log: Log
+    progress: bool
 
 
 def train(config: Config, resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train the model a config describes; returns the run directory."""
-    trainer, finished = None, False
+    world = dist.init_world(config.train.device)
+    finished = False
     try:
-        trainer = Trainer(config, resume, overwrite, progress)
-        run_dir = trainer.fit()
+        run_dir = fit(setup(config, world, resume, overwrite, progress))
         finished = True
         return run_dir
     finally:
-        if trainer is not None:
-            dist.close_world(trainer.world, finished)
+        dist.close_world(world, finished)
+
+
+# ---------------------------------------------------------------- setup
+
+
+def setup(config: Config, world: World, resume: bool, overwrite: bool, progress: bool) -> Run:
+    """Everything a run needs before its first step, in the order it is needed."""
+    settings = config.train
+    log = main_log(world)
+    device = dist.process_device(world, resolve_device(settings.device))
+    threads = set_threads(settings.threads)
+    run_dir, src_tok, tgt_tok, data = open_run_dir(config, world, resume, overwrite, log)
+    torch.manual_seed(settings.seed + world.rank)
+    model = model_on(config.model, src_tok, tgt_tok, device)
+    step = build_step(model, settings, world, device)
+    state = TrainState()
+    if resume:
+        state = resume_from(run_dir.path / "last.pt", config, step, src_tok, log)
+        run_dir.trim_metrics(state.step)
+    run_dir.write_config(config, dump_config)
+    log(f"model: {count_parameters(model):,} parameters; device {device}, {threads} threads, "
+        f"{settings.precision}, world size {world.size}")
+    return Run(config, world, device, run_dir, src_tok, tgt_tok, data, model, step, state, log,
+               progress and world.is_main)
+
+
+def main_log(world: World) -> Log:
+    """A log that prints on the main process only, above the progress bar."""
+    return tqdm.write if world.is_main else (lambda message: None)
+
+
+def open_run_dir(config: Config, world: World, resume: bool, overwrite: bool, log: Log
+                 ) -> tuple[RunDir, Tokenizer, Tokenizer, TrainingData]:
+    """Claim the run directory, then its tokenizers and data: the one place setup reads
+    or writes the run directory before training."""
+    run_dir = RunDir(Path(config.train.run_dir), world.is_main)
+    run_dir.claim(resume, overwrite)
+    with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
+        src_tok, tgt_tok = load_or_prepare(config, log)
+    data = load_training_data(config, src_tok, tgt_tok, log)
+    return run_dir, src_tok, tgt_tok, fit_to_positions(data, config, log)
+
+
+def fit_to_positions(data: TrainingData, config: Config, log: Log) -> TrainingData:
+    """Drop pairs longer than the model's positions (data.max_len may allow them).
+
+    Dev pairs leave the validation loss only; BLEU translates them truncated. With no
+    training pair left the loop would never take a step, and with no dev pair left the
+    validation loss would mean nothing: both are errors.
+    """
+    limit = config.model.max_positions - 1  # each side gains one token: EOS or BOS
+    train, long_train = filter_long(data.train, limit)
+    dev, long_dev = filter_long(data.dev, limit)
+    if long_train or long_dev:
+        log(f"data: dropped {long_train} training and {long_dev} validation pairs "
+            f"longer than model.max_positions - 1 = {limit} tokens")
+    if not train.src:
+        raise Seq2SeqError(f"no training pairs left: all are longer than data.max_len="
+                           f"{config.data.max_len} tokens or model.max_positions - 1 = "
+                           f"{limit}; raise them or check the training files")
+    if long_dev and not dev.src:
+        raise Seq2SeqError(f"no validation pairs left: all {long_dev} in {config.data.dev} "
+                           f"are longer than model.max_positions - 1 = {limit} tokens; raise "
+                           "model.max_positions or use shorter dev sentences")
+    return replace(data, train=train, dev=dev)
+
+
+def model_on(model_config: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer,
+             device: torch.device) -> nn.Module:
+    """The model the config describes, on `device`; an allocation failure is one line."""
+    m = model_config
+    try:
+        model = build_model(m, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
+                            joint_vocab=src_tok is tgt_tok)
+        return model.to(device)
+    except (RuntimeError, MemoryError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Seq2SeqError(
+            f"could not build the model on {device} (model.d_model={m.d_model}, "
+            f"model.d_ff={m.d_ff}, model.encoder_layers={m.encoder_layers}, "
+            f"model.decoder_layers={m.decoder_layers}, model.max_positions={m.max_positions}, "
+            f"vocabulary {src_tok.vocab_size}/{tgt_tok.vocab_size}): {reason}; "
+            "make it smaller") from None
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def fit(run: Run) -> Path:
+    """Train until a limit, the time budget, early stopping or a signal.
+
+    Signals are caught from the first step to the last file written, so a Ctrl-C (or a
+    second one) never stops a save halfway.
+    """
+    settings, state = run.config.train, run.state
+    budget = parse_duration(settings.max_time)
+    clock = Clock(state.elapsed)
+    skipped = SkippedSteps(state.nonfinite_in_row, run.device)
+    window = LossWindow(state.step)
+    bar = tqdm(total=settings.max_steps or None, initial=state.step, disable=not run.progress,
+               unit="step", dynamic_ncols=True)
+    with SignalFlag() as stopper:
+        reason = None
+        while reason is None:
+            steps = epoch_steps(run, state.epoch)
+            for micro in steps[state.steps_in_epoch :]:
+                reason, done = stop_check(run, stopper, budget, len(steps))
+                if reason is not None:
+                    break
+                lr = learning_rate(state.step + 1, settings.lr, settings.warmup,
+                                   settings.schedule, done)
+                nll, flag, tokens = run.step.step([to_device(run, i) for i in micro], lr)
+                state.steps_in_epoch += 1
+                state.step += 1
+                state.elapsed = clock()
+                skipped.add(flag)
+                window.add(nll, flag, tokens)
+                bar.update(1)
+                if state.step % settings.log_every == 0:
+                    log_train(run, window, skipped, lr, bar)
+                if state.step % settings.eval_every == 0:
+                    evaluate_and_save(run, clock, skipped)
+            else:  # the epoch ran to its end
+                state.epoch += 1
+                state.steps_in_epoch = 0
+        bar.close()
+        return finish(run, reason, clock, skipped, stopper)
+
+
+class Clock:
+    """Wall seconds of the run so far, counting those of the runs it resumes."""
+
+    def __init__(self, elapsed: float):
+        self.start = time.perf_counter() - elapsed
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def epoch_steps(run: Run, epoch: int) -> list[list[list[int]]]:
+    """The epoch's optimizer steps on this rank, each a list of micro-batches (indices)."""
+    train, settings, world = run.data.train, run.config.train, run.world
+    batches = token_batches([len(s) for s in train.src], [len(t) for t in train.tgt],
+                            settings.batch_tokens, settings.seed, epoch)
+    mine = shard(batches, world.rank, world.size)
+    acc = settings.accumulate
+    steps = [mine[i : i + acc] for i in range(0, len(mine), acc)]
+    if not steps:  # e.g. fewer batches than processes: an epoch would be empty
+        raise Seq2SeqError(f"an epoch has no batches for {world.size} process(es); lower "
+                           "train.batch_tokens or use fewer processes")
+    return steps
+
+
+def to_device(run: Run, indices: list[int]) -> Batch:
+    """The training pairs at `indices` as a Batch on the run's device."""
+    train, tok = run.data.train, run.tgt_tok
+    batch = make_batch([train.src[i] for i in indices], [train.tgt[i] for i in indices],
+                       tok.pad_id, tok.bos_id, tok.eos_id)
+    if run.device.type == "cuda":
+        return batch.pin_memory().to(run.device, non_blocking=True)
+    return batch
+
+
+def stop_check(run: Run, stopper: SignalFlag, budget: float, epoch_len: int
+               ) -> tuple[str | None, float]:
+    """(why the run stops before its next step, or None; the fraction of the run done,
+    for the schedule). Rank 0's clock decides for every rank, so learning rates stay
+    identical under DDP."""
+    settings = run.config.train
+    reason = "signal" if signalled(run, stopper) else limit_reached(run.state, settings, budget)
+    done = fraction_done(run.state, settings, epoch_len, budget)
+    return dist.broadcast_object(run.world, (reason, done))
+
+
+def signalled(run: Run, stopper: SignalFlag) -> bool:
+    """Whether any process has been sent SIGINT or SIGTERM."""
+    return dist.all_sum(run.world, [float(stopper.raised)])[0] > 0
+
+
+def count_skipped(run: Run, skipped: SkippedSteps) -> None:
+    """Learn of the updates skipped since the last look (a host sync: only where the
+    loop waits anyway) and stop once train.max_nonfinite came in a row."""
+    new, in_row, most = skipped.read()
+    state = run.state
+    state.nonfinite_total += new
+    state.nonfinite_in_row = in_row
+    if new:
+        run.log(f"step {state.step}: {new} update(s) skipped for a non-finite loss since the "
+                f"last report ({in_row} in a row now, {state.nonfinite_total} in all)")
+    if most >= run.config.train.max_nonfinite:
+        raise Seq2SeqError(
+            f"the loss was not finite for {most} steps in a row by step {state.step}; "
+            "lower train.lr, raise train.warmup, or use fp32")
+
+
+def log_train(run: Run, window: LossWindow, skipped: SkippedSteps, lr: float, bar: tqdm
+              ) -> None:
+    """One metrics row for the steps since the last: loss, rate, throughput."""
+    count_skipped(run, skipped)
+    row = window.flush(run.state.step, run.state.elapsed, lr, run.world)
+    row["epoch"] = run.state.epoch
+    loss = f"{row['train_loss']:.3f}" if "train_loss" in row else "-"
+    bar.set_postfix(loss=loss, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
+    run.run_dir.append_metrics(row)
+
+
+# ---------------------------------------------------------------- validation and checkpoints
+
+
+def checkpoint(run: Run, metrics: dict, with_train_state: bool) -> dict:
+    """The run's checkpoint now; with train_state it is a collective under DDP."""
+    state, step = run.state, run.step
+    train_state = training_state(step, state) if with_train_state else None
+    return build_checkpoint(run.config, run.model, run.src_tok, run.tgt_tok, state.step,
+                            state.epoch, metrics, train_state)
+
+
+def evaluate_and_save(run: Run, clock: Clock, skipped: SkippedSteps) -> None:
+    """Validate, rank the BLEU among the best K, then write their files and last.pt."""
+    state, settings, is_main = run.state, run.config.train, run.world.is_main
+    count_skipped(run, skipped)  # the checkpoint's counts must be current
+    t0 = time.perf_counter()
+    metrics, verdict = {}, None
+    if is_main:
+        metrics = validate(run.model, run.data.dev, run.data.dev_text, run.src_tok,
+                           run.tgt_tok, run.config, run.device)
+        verdict = best_k.judge(state.best, state.bad_evals, metrics["bleu"], state.step,
+                               settings.keep_best)
+        state.best, state.bad_evals = verdict.best, verdict.bad_evals
+    state.eval_seconds += time.perf_counter() - t0
+    state.elapsed = clock()
+    last = checkpoint(run, metrics, with_train_state=True)  # every rank refuses NaN alike
+    if is_main:
+        best_k.keep_best(run.run_dir, verdict, state.step,
+                         {k: v for k, v in last.items() if k != "train_state"})
+        run.run_dir.save("last.pt", last)
+        best_bleu, best_step = state.best[0]
+        run.log(f"step {state.step} | val loss {metrics['val_loss']:.3f} "
+                f"ppl {metrics['val_ppl']:.2f} | BLEU {metrics['bleu']:.2f} "
+                f"chrF {metrics['chrf']:.2f} | best BLEU {best_bleu:.2f} @ {best_step}")
+        run.run_dir.append_metrics({"step": state.step, "elapsed": state.elapsed, **metrics})
+    state.bad_evals = dist.broadcast_object(run.world, state.bad_evals)
+
+
+def finish(run: Run, reason: str, clock: Clock, skipped: SkippedSteps, stopper: SignalFlag
+           ) -> Path:
+    """Save last.pt (after a final validation unless a signal stopped the run), then
+    average the best K; a signal during the final validation leaves that to --resume."""
+    state, settings = run.state, run.config.train
+    if reason == "signal":
+        count_skipped(run, skipped)
+        run.run_dir.save("last.pt", checkpoint(run, {}, with_train_state=True))
+        raise Interrupted(f"interrupted at step {state.step}; {run.run_dir.path}/last.pt "
+                          f"saved; continue with: seq2seq train CONFIG --resume")
+    if state.step and state.step % settings.eval_every != 0:
+        evaluate_and_save(run, clock, skipped)
+    run.log(f"stopped: {reason}; {state.step} steps, {state.train_seconds:.0f}s training + "
+            f"{state.eval_seconds:.0f}s validation; checkpoints in {run.run_dir.path}")
+    if settings.average_best and signalled(run, stopper):
+        raise Interrupted(f"interrupted after the last step, {state.step}; "
+                          f"{run.run_dir.path}/last.pt saved; averaged.pt not written; "
+                          "write it with: seq2seq train CONFIG --resume")
+    if settings.average_best and run.world.is_main:
+        write_average(run)
+    return run.run_dir.path
+
+
+def write_average(run: Run) -> None:
+    """Write averaged.pt from the best-K checkpoints and report its validation BLEU."""
+    best = run.state.best
+    names = best_k.to_average(best, run.config.train.average_best)
+    paths = [path for name in names if (path := run.run_dir.path / name).is_file()]
+    if len(paths) < 2:
+        run.log("average_best: fewer than 2 best checkpoints; averaged.pt not written")
+        return
+    averaged = average_checkpoints(paths)
+    model = copy.deepcopy(run.model)  # the run's own model stays as it is
+    model.load_state_dict(averaged["model"])
+    metrics = validate(model, run.data.dev, run.data.dev_text, run.src_tok, run.tgt_tok,
+                       run.config, run.device)
+    state = build_checkpoint(run.config, model, run.src_tok, run.tgt_tok, averaged["step"],
+                             averaged["epoch"], metrics)
+    state["averaged_from"] = averaged["averaged_from"]
+    run.run_dir.save("averaged.pt", state)
+    run.log(f"averaged.pt from {len(paths)} checkpoints: BLEU {metrics['bleu']:.2f} "
+            f"(best single: {best[0][0]:.2f} @ step {best[0][1]})")
+    run.run_dir.append_metrics({"step": run.state.step, "averaged": len(paths), **metrics})

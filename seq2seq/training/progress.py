@@ -1,7 +1,7 @@
 """Where a training run stands: its resumable state, when it must stop, how far it has come,
 and the loss and throughput of the last log window.
 
-Pure bookkeeping over a TrainState and a TrainConfig; the loop in train.py does the
+Pure bookkeeping over a TrainState and a TrainConfig; the loop (loop.py) does the
 cross-process agreement (one clock decides for every rank).
 """
 
@@ -13,6 +13,7 @@ from torch import Tensor
 
 from seq2seq.config import TrainConfig
 from seq2seq.training import distributed as dist
+from seq2seq.training.best import out_of_patience
 
 
 @dataclass
@@ -44,7 +45,7 @@ def limit_reached(state: TrainState, cfg: TrainConfig, budget: float) -> str | N
         return f"max_epochs={cfg.max_epochs}"
     if budget and state.train_seconds >= budget:
         return f"max_time={cfg.max_time}"
-    if cfg.patience and state.bad_evals >= cfg.patience:
+    if out_of_patience(state.bad_evals, cfg.patience):
         return f"no better BLEU in {cfg.patience} validations (patience)"
     return None
 

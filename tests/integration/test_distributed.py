@@ -12,10 +12,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import seq2seq.training.distributed
 from seq2seq.config import load_config
-from seq2seq.training.distributed import close_world
-from seq2seq.training.loop import Trainer
+from seq2seq.training.distributed import World, close_world, init_world
+from seq2seq.training.loop import fit, setup
 from tests.conftest import tiny_config_yaml, write_slice
 
 STEPS = 3
@@ -37,10 +36,11 @@ def rank_main(rank: int, world: int, port: int, config_path: str, run_dir: str, 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     config = load_config(config_path, overrides(run_dir, accumulate=1))
-    trainer = Trainer(config, resume=False, overwrite=False, progress=False)
-    trainer.fit()
-    torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
-    close_world(trainer.world)
+    world = init_world(config.train.device)
+    run = setup(config, world, resume=False, overwrite=False, progress=False)
+    fit(run)
+    torch.save(run.model.state_dict(), f"{out}/rank{rank}.pt")
+    close_world(world)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,9 @@ def corpus(tmp_path_factory):
     config = tiny_config_yaml(tmp, data, batch_tokens=200)
     # Train the tokenizer once, so both runs share it.
     single = load_config(config, overrides(tmp / "single", accumulate=2))
-    trainer = Trainer(single, resume=False, overwrite=False, progress=False)
-    trainer.fit()
-    return tmp, config, trainer.model.state_dict()
+    run = setup(single, World(), resume=False, overwrite=False, progress=False)
+    fit(run)
+    return tmp, config, run.model.state_dict()
 
 
 def test_two_gloo_ranks_match_each_other_and_one_process(corpus):
@@ -77,13 +77,13 @@ def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     sets = [f"train.run_dir={run_dir}", f"train.max_steps={steps}", "train.eval_every=2",
             "model.dropout=0.1", "train.threads=1"]
-    trainer = Trainer(load_config(config_path, sets), resume=resume, overwrite=False,
-                      progress=False)
-    # Agree over a group of its own, as under NCCL (gloo's default group would serve).
-    seq2seq.training.distributed._host_group = torch.distributed.new_group(backend="gloo")
-    trainer.fit()
-    torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
-    close_world(trainer.world)
+    config = load_config(config_path, sets)
+    world = init_world(config.train.device)
+    assert world.host_group is not None  # hosts agree over a gloo group of their own
+    run = setup(config, world, resume=resume, overwrite=False, progress=False)
+    fit(run)
+    torch.save(run.model.state_dict(), f"{out}/rank{rank}.pt")
+    close_world(world)
 
 
 def spawn_run(tmp, config, run_dir, out, steps, resume):

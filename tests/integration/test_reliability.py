@@ -18,10 +18,11 @@ import pytest
 import torch
 
 import seq2seq.loss
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.training.loop import Interrupted, train
+from seq2seq.training.step import TrainStep
 from tests.conftest import ROOT, tiny_config_yaml, write_slice
 from tests.integration.test_bad_input import assert_one_line_error, cli
 
@@ -204,6 +205,54 @@ def test_signal_to_the_train_command_saves_and_exits_130(signum, tmp_path):
     assert f"interrupted at step {last['step']};" in err
 
 
+# Runs `python -m seq2seq ARGS` with each save of a resumable checkpoint slowed down, after
+# it has written a marker file: a signal sent once the marker appears lands inside the save.
+SLOW_SAVES = """
+import pathlib, runpy, sys, time, torch
+real_save, marker = torch.save, pathlib.Path(sys.argv[1])
+def slow_save(obj, *args, **kwargs):
+    if isinstance(obj, dict) and "train_state" in obj:
+        marker.write_text("saving")
+        time.sleep(1.0)
+    real_save(obj, *args, **kwargs)
+torch.save = slow_save
+sys.argv = ["seq2seq", *sys.argv[2:]]
+runpy.run_module("seq2seq", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_the_final_save_loses_nothing(second, tmp_path):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=100_000, log_every=1,
+                              eval_every=100_000)
+    run, log, marker = tmp_path / "run", tmp_path / "train", tmp_path / "saving"
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_SAVES, str(marker), "train", str(config),
+             "--no-progress"], cwd=ROOT, env=command_env(), stdout=out, stderr=err)
+    try:
+        wait_for(lambda: rows_written(run) >= 2, proc)
+        proc.send_signal(signal.SIGINT)
+        wait_for(marker.is_file, proc)  # the final save of last.pt has begun
+        proc.send_signal(second)
+        time.sleep(0.2)
+        proc.send_signal(second)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = Path(f"{log}.err").read_text()
+    assert code == 130 and "Traceback" not in err, err
+    # Signals that arrive while the main thread waits in C may be handled as one.
+    assert f"{signal.Signals(second).name} again: finishing the step and saving" in err, err
+    last = load_checkpoint(run / "last.pt")
+    assert last["step"] == metrics(run)[-1]["step"] >= 2  # no step lost
+    assert err.strip().splitlines()[-1].endswith(
+        f"interrupted at step {last['step']}; {run}/last.pt saved; continue with: "
+        "seq2seq train CONFIG --resume"), err
+
+
 # ---------------------------------------------------------------- SIGKILL
 
 
@@ -309,10 +358,17 @@ def test_resume_without_last_pt_is_a_clear_error(copy_of, tmp_path, capfd, monke
     assert not empty.exists()
 
 
+def without_optimizer(state: dict) -> dict:
+    del state["train_state"]["optimizer"]
+    return state
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda run: shutil.copy(run / "best.pt", run / "last.pt"), "holds no training state"),
     (lambda run: (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:5000]),
      "not a readable checkpoint"),
+    (lambda run: save_checkpoint(without_optimizer(load_checkpoint(run / "last.pt")),
+                                 run / "last.pt"), "damaged training state ('optimizer')"),
 ])
 def test_resume_from_an_unusable_last_pt(damage, message, copy_of, capfd, monkeypatch):
     config, run = copy_of
@@ -381,3 +437,47 @@ def test_too_many_non_finite_steps_in_a_row_stop_training(tmp_path, monkeypatch)
     last = load_checkpoint(tmp_path / "run/last.pt")
     assert last["step"] == 4 and last["train_state"]["progress"]["nonfinite_in_row"] == 2
     assert all(torch.isfinite(w).all() for w in last["model"].values())
+
+
+def test_weights_that_turn_non_finite_are_never_saved(tmp_path, monkeypatch, capfd):
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = tiny_config_yaml(tmp_path, data, max_steps=6, eval_every=2, log_every=1)
+    real, calls = TrainStep.step, []
+
+    def poisoning(self, micro, lr):
+        out = real(self, micro, lr)
+        calls.append(None)
+        if len(calls) == 3:  # a finite loss, then weights no later step can repair
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(TrainStep, "step", poisoning)
+    result = cli(capfd, monkeypatch, "train", config, "--no-progress")
+    assert_one_line_error(result, "step 4: weight", "not finite", "earlier ones are kept")
+    for name in ("last.pt", "best.pt"):  # the files of step 2 stay
+        last = load_checkpoint(tmp_path / "run" / name)
+        assert last["step"] == 2 and all(torch.isfinite(w).all() for w in last["model"].values())
+
+
+# ---------------------------------------------------------------- what cannot train
+
+
+def test_a_dev_set_longer_than_the_positions_is_refused_before_training(tmp_path, capfd,
+                                                                        monkeypatch):
+    data = write_slice(tmp_path, n_train=60, n_dev=8)
+    for side in ("src", "tgt"):  # every dev pair far over model.max_positions
+        lines = (data / f"dev.{side}").read_text().splitlines()
+        (data / f"dev.{side}").write_text("".join(" ".join([line] * 40) + "\n" for line in lines))
+    config = tiny_config_yaml(tmp_path, data)
+    result = cli(capfd, monkeypatch, "train", config, "--no-progress",
+                 "--set", "data.max_len=100000")
+    assert_one_line_error(result, "no validation pairs left", "model.max_positions - 1 = 127")
+    assert not list((tmp_path / "run").glob("*.pt"))
+
+
+def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capfd, monkeypatch):
+    data = write_slice(tmp_path, n_train=60, n_dev=8)
+    result = cli(capfd, monkeypatch, "train", tiny_config_yaml(tmp_path, data),
+                 "--no-progress", "--set", f"model.d_model={2**36}")
+    assert_one_line_error(result, f"model.d_model={2**36}")

@@ -12,13 +12,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import seq2seq.loss
 import seq2seq.training.loop
-from bench.timing import step_trainer
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.data import make_batch
+from seq2seq.training.distributed import World
 from seq2seq.training.loop import train
 from seq2seq.training.progress import LossWindow, SkippedSteps
 from seq2seq.training.schedule import learning_rate
+from seq2seq.training.step import build_step
 from tests.conftest import BOS, EOS, PAD, tiny_config_yaml, tiny_model, write_slice
 
 PEAK, WARMUP = 1e-3, 100
@@ -109,7 +110,8 @@ class HostReads(TorchDispatchMode):
 @pytest.mark.parametrize("bad", [False, True])
 def test_a_training_step_never_reads_the_device(bad, monkeypatch):
     model = tiny_model()
-    trainer = step_trainer(model, TrainConfig(device="cpu", warmup=2, clip_norm=1.0))
+    step = build_step(model.train(), TrainConfig(device="cpu", warmup=2, clip_norm=1.0), World(),
+                      torch.device("cpu"))
     b = make_batch([[5, 6, 7], [8, 9]], [[10, 11], [12, 13, 14, 15]], PAD, BOS, EOS)
     if bad:
         real = seq2seq.loss.smoothed_loss
@@ -119,7 +121,7 @@ def test_a_training_step_never_reads_the_device(bad, monkeypatch):
     before = [p.detach().clone() for p in model.parameters()]
     with HostReads() as reads:
         for _ in range(2):
-            nll, flag, tokens = trainer.train_step([b])
+            nll, flag, tokens = step.step([b], lr=1e-3)
             skipped.add(flag)
             window.add(nll, flag, tokens)
     assert reads.seen == []
