@@ -22,7 +22,7 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
-from seq2seq.prepare import load_or_prepare, load_training_data
+from seq2seq.prepare import check_inputs, load_or_prepare, load_training_data
 from seq2seq.runtime import (
     SignalFlag,
     autocast,
@@ -56,15 +56,30 @@ class Trainer:
         self.world = dist.init_world(self.cfg.device)
         self.device = dist.process_device(self.world, resolve_device(self.cfg.device))
         self.threads = set_threads(self.cfg.threads)
-        self.run = RunDir(Path(self.cfg.run_dir), self.world.is_main)
-        self.run.claim(resume, overwrite)
+        # -- run dir: locked, then every check, then the earlier run's files go (run_dir.py)
+        self.run = RunDir(self.cfg.run_dir, self.world.is_main, tqdm.write)
+        self.run.acquire()
+        try:
+            self._start(resume, overwrite, progress)
+        except BaseException:
+            self.run.release()
+            raise
+
+    def _start(self, resume: bool, overwrite: bool, progress: bool) -> None:
+        """Check everything before deleting anything, then build the run."""
+        config = self.config
+        self.run.check(resume, overwrite)
+        check_inputs(config)
+        self._check_settings()
+        self.run.clear_previous()
+        # -- end of the run-dir setup
         self.progress = progress and self.world.is_main
         self.state = TrainState()
         self.done = 0.0  # fraction of the run done, for linear/cosine schedules
         self.epoch_len = 0  # optimizer steps per epoch on this rank
         torch.manual_seed(self.cfg.seed + self.world.rank)
         with dist.main_first(self.world):  # rank 0 trains the tokenizer, the others load it
-            self.src_tok, self.tgt_tok = load_or_prepare(config, self.log)
+            self.src_tok, self.tgt_tok = load_or_prepare(config, self.log, resume=resume)
         self.data = load_training_data(config, self.src_tok, self.tgt_tok, self.log)
         self._fit_data_to_positions()
         self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
@@ -81,6 +96,16 @@ class Trainer:
         self.run.write_config(config, dump_config)
         self.log(f"model: {count_parameters(self.model):,} parameters; device {self.device}, "
                  f"{self.threads} threads, {self.cfg.precision}, world size {self.world.size}")
+
+    def _check_settings(self) -> None:
+        """Fail now, before an earlier run's files are deleted, on settings that would
+        otherwise fail only at the first step: fp16 off CUDA, optimizer values."""
+        autocast(self.device, self.cfg.precision)
+        try:
+            adamw(nn.Linear(1, 1), self.cfg, torch.device("cpu"), self.cfg.lr)
+        except ValueError as e:
+            raise Seq2SeqError(f"the optimizer refuses train.lr, train.betas, train.adam_eps "
+                               f"or train.weight_decay: {e}") from None
 
     def _fit_data_to_positions(self) -> None:
         """Drop pairs longer than the model's positions (data.max_len may allow them).
@@ -373,4 +398,5 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
         return run_dir
     finally:
         if trainer is not None:
+            trainer.run.release()
             dist.close_world(trainer.world, finished)
