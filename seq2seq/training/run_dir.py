@@ -68,23 +68,22 @@ class RunDir:
         try:
             self._make_folder()
             self._lock = _lock_file(self.path / LOCK_NAME)
+            self._remove_partial_files()
         except OSError as e:
-            self._remove_created()
+            self.release()
             raise Seq2SeqError(f"cannot use run directory {self.path}: {_reason(e)}; "
                                "check train.run_dir") from None
-        except Seq2SeqError:
-            self._remove_created()
+        except BaseException:
+            self.release()
             raise
-        self._remove_partial_files()
 
     def release(self) -> None:
         """Drop the lock; a folder acquire created is removed again if nothing was written."""
-        if self._lock is None:
-            return
-        with contextlib.suppress(OSError):
-            (self.path / LOCK_NAME).unlink()  # while held: acquire checks it locked this file
-        self._lock.close()
-        self._lock = None
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_NAME).unlink()  # while held: acquire checks the file it locks
+            self._lock.close()
+            self._lock = None
         self._remove_created()
 
     def _make_folder(self) -> None:
@@ -209,11 +208,17 @@ def _lock_file(path: Path):
         if same:
             break
         f.close()
-    f.seek(0)
-    f.truncate()
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
-    f.flush()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        f.flush()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()  # e.g. a full disk; still held, so no one else has this file
+        f.close()
+        raise
     return f
 
 
