@@ -134,9 +134,10 @@ def test_overwrite_deletes_nothing_when_a_later_check_fails(tmp_path, capfd, mon
     before = snapshot(tmp_path / "run")
     failing = {"missing dev file": ([], ["file not found", "dev.tgt", "data.dev"]),
                "fp16 on a CPU": (["--set", "train.precision=fp16", "--set", "train.device=cpu"],
-                                 ["fp16 needs a CUDA device"])}
+                                 ["fp16 needs a CUDA device"]),
+               "a bad optimizer value": (["--set", "train.betas=[1.5, 0.98]"], ["train.betas"])}
     for name, (sets, fragments) in failing.items():
-        if name != "missing dev file":
+        if name == "fp16 on a CPU":  # the dev file is back from here on
             (data / "dev.tgt.moved").rename(data / "dev.tgt")
         result = cli(capfd, monkeypatch, "train", config, "--no-progress", "--overwrite", *sets)
         assert_one_line_error(result, *fragments)
