@@ -40,16 +40,19 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
     """Train the SentencePiece model(s) on the config's training text."""
+    from functools import partial
+
     from seq2seq.config import load_config
+    from seq2seq.prepare import check_inputs
     from seq2seq.prepare import prepare as run_prepare
+    from seq2seq.training.run_dir import RunDir
 
     cfg = load_config(config, set_ or [])
-    run_dir = Path(cfg.train.run_dir)
-    if any(run_dir.glob("*.pt")):  # its checkpoints need the tokenizer they were trained with
-        _fail(f"{run_dir} already holds checkpoints trained with its tokenizer; set another "
-              "train.run_dir, or retrain from scratch with `train --overwrite`")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_prepare(cfg, log=lambda m: typer.echo(m, err=True))
+    log = partial(typer.echo, err=True)
+    with RunDir(cfg.train.run_dir, writer=True, log=log) as run:  # the one writer
+        run.check_unused()  # its checkpoints need the tokenizer they were trained with
+        check_inputs(cfg)
+        run_prepare(cfg, log=log)
 
 
 @app.command()

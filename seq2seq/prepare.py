@@ -1,11 +1,29 @@
-"""The stage before training: SentencePiece models, and the corpus as cached token ids."""
+"""The stage before training: check the inputs, SentencePiece models tied to what they were
+trained on, and the corpus as cached token ids.
 
+Each model file the run dir holds (spm.model, or spm.SRC.model and spm.TGT.model) has a
+manifest beside it (spm.model.json): the tokenizer.* settings and a fingerprint of the
+training files it was trained with, and a hash of the model itself. A model whose manifest
+no longer matches the config is retrained (refused under --resume); one without a manifest
+was not written by this seq2seq and is used as it is, with a note.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import Config
 from seq2seq.data import EncodedCorpus, ParallelText, encode_parallel, filter_long, read_parallel
+from seq2seq.errors import Seq2SeqError
+from seq2seq.files import atomic_write
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
+
+SPLITS = ("train", "dev")  # what training reads; evaluate checks data.test itself
+SIDE_NAMES = {"joint": "joint", "src": "source", "tgt": "target"}
 
 
 def tokenizer_paths(config: Config) -> tuple[Path, Path]:
@@ -16,38 +34,167 @@ def tokenizer_paths(config: Config) -> tuple[Path, Path]:
     return run / f"spm.{config.data.src}.model", run / f"spm.{config.data.tgt}.model"
 
 
+def manifest_path(model: Path) -> Path:
+    """The record of what `model` was trained on: spm.model -> spm.model.json."""
+    return model.with_name(model.name + ".json")
+
+
 def corpus_paths(config: Config, prefix: str) -> tuple[Path, Path]:
     """{prefix}.{src} and {prefix}.{tgt}."""
     return Path(f"{prefix}.{config.data.src}"), Path(f"{prefix}.{config.data.tgt}")
 
 
-def prepare(config: Config, log=print) -> tuple[Tokenizer, Tokenizer]:
-    """Train the SentencePiece model(s) on the training text and save them in the run dir."""
-    text = read_parallel(*corpus_paths(config, config.data.train))
-    tok = config.tokenizer
-    src_path, tgt_path = tokenizer_paths(config)
-    if tok.joint:
-        joint = train_tokenizer(text.src + text.tgt, tok.vocab_size, tok.model_type,
-                                tok.character_coverage)
-        joint.save(src_path)
-        log(f"prepare: joint SentencePiece model, {joint.vocab_size} pieces -> {src_path}")
-        return joint, joint
-    src_tok = train_tokenizer(text.src, tok.vocab_size, tok.model_type, tok.character_coverage)
-    tgt_tok = train_tokenizer(text.tgt, tok.vocab_size, tok.model_type, tok.character_coverage)
-    src_tok.save(src_path)
-    tgt_tok.save(tgt_path)
-    log(f"prepare: SentencePiece models, {src_tok.vocab_size} source pieces -> {src_path}, "
-        f"{tgt_tok.vocab_size} target pieces -> {tgt_path}")
-    return src_tok, tgt_tok
+# ---------------------------------------------------------------- inputs, before any work
 
 
-def load_or_prepare(config: Config, log=print) -> tuple[Tokenizer, Tokenizer]:
-    """The run's tokenizers, trained first if they are not there yet."""
-    src_path, tgt_path = tokenizer_paths(config)
-    if src_path.is_file() and tgt_path.is_file():
-        src_tok = Tokenizer.load(src_path)
-        return src_tok, (src_tok if src_path == tgt_path else Tokenizer.load(tgt_path))
-    return prepare(config, log)
+def check_inputs(config: Config, splits: tuple[str, ...] = SPLITS) -> None:
+    """Raise Seq2SeqError, in one line, for a data file the run reads that is missing or
+    unreadable, naming the config key (train and dev by default; a set data.test on request).
+
+    Runs before any work, so a mistyped data.dev is not found after the tokenizer trained.
+    """
+    for split in splits:
+        prefix = getattr(config.data, split)
+        if prefix:
+            for path in corpus_paths(config, prefix):
+                _check_readable(path, f"data.{split}")
+
+
+def _check_readable(path: Path, key: str) -> None:
+    named = f"named by {key}"
+    if not path.is_absolute():
+        named += f", relative to the current directory {Path.cwd()}"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        hint = ("; `seq2seq download multi30k` fetches it" if "multi30k" in str(path).lower()
+                else f"; check {key} in the config")
+        raise Seq2SeqError(f"file not found: {path} ({named}){hint}") from None
+    except OSError as e:
+        raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise Seq2SeqError(f"cannot read {path} ({named}): it is a folder, not a text file")
+    if not stat.S_ISREG(mode):  # a pipe would be read once, and the text is read twice
+        raise Seq2SeqError(f"cannot read {path} ({named}): not a regular file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- tokenizers
+
+
+def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer, Tokenizer]:
+    """The run's tokenizers: reused when they match the config and the training text,
+    else trained on the training text and saved in the run dir with their manifests.
+
+    resume: refuse (Seq2SeqError) to retrain a model the checkpoints were trained with.
+    Returns (source tokenizer, target tokenizer); the same object when joint.
+    """
+    sides = ([("joint", tokenizer_paths(config)[0])] if config.tokenizer.joint
+             else list(zip(("src", "tgt"), tokenizer_paths(config), strict=True)))
+    text, made = None, {}
+    for side, path in sides:
+        record = _record(config, side)
+        state, why = _status(path, record)
+        if state in ("current", "foreign"):
+            made[side] = Tokenizer.load(path)
+            log(f"tokenizer: reusing {path} ({why})")
+            continue
+        if state == "stale":
+            if resume:
+                raise Seq2SeqError(f"--resume: {path} was trained differently ({why}), and "
+                                   "the checkpoints depend on it; restore the settings and "
+                                   "data, or train into a new train.run_dir")
+            log(f"tokenizer: retraining {path}: {why}")
+        if text is None:
+            text = read_parallel(*corpus_paths(config, config.data.train))
+        lines = text.src + text.tgt if side == "joint" else getattr(text, side)
+        tok = config.tokenizer
+        made[side] = train_tokenizer(lines, tok.vocab_size, tok.model_type,
+                                     tok.character_coverage)
+        _save(made[side], path, record)
+        log(f"prepare: {SIDE_NAMES[side]} SentencePiece model, {made[side].vocab_size} "
+            f"pieces -> {path}")
+    if config.tokenizer.joint:
+        return made["joint"], made["joint"]
+    return made["src"], made["tgt"]
+
+
+load_or_prepare = prepare  # the name the training loop knows
+
+
+def _record(config: Config, side: str) -> dict:
+    """What a tokenizer depends on: its settings and the content of the training files."""
+    text = {}
+    for key, path in zip(("src", "tgt"), corpus_paths(config, config.data.train), strict=True):
+        text[key] = {"path": str(path), **_fingerprint(path)}
+    settings = {**dataclasses.asdict(config.tokenizer), "side": side}
+    return json.loads(json.dumps({"settings": settings, "text": text}))  # as read back
+
+
+def _fingerprint(path: Path) -> dict:
+    h, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+    except OSError as e:
+        raise Seq2SeqError(f"cannot read {path}: {e.strerror}; check data.train") from None
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise Seq2SeqError(f"cannot read tokenizer {path}: {e.strerror}") from None
+
+
+def _status(path: Path, record: dict) -> tuple[str, str]:
+    """('missing' | 'foreign' | 'stale' | 'current', why) for the model file at `path`."""
+    manifest = manifest_path(path)
+    if not path.is_file():
+        return "missing", ""
+    if not manifest.is_file():
+        return "foreign", (f"no {manifest.name} says what it was trained on, so it is used as "
+                           "it is; delete it to train one from tokenizer.*")
+    try:
+        saved = json.loads(manifest.read_text(encoding="utf-8"))
+        model_hash, settings, text = saved["model_sha256"], saved["settings"], saved["text"]
+        if not (isinstance(settings, dict) and isinstance(text, dict)):
+            raise TypeError
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return "stale", f"its manifest {manifest.name} is unreadable"
+    if model_hash != _sha256(path):
+        raise Seq2SeqError(f"{path} is not the model {manifest.name} describes (replaced by "
+                           "hand, or a save was interrupted); delete both to train a new one, "
+                           f"or delete {manifest.name} to use {path.name} as it is")
+    changes = [f"tokenizer.{k} {settings.get(k)!r} -> {v!r}"
+               for k, v in record["settings"].items() if settings.get(k) != v]
+    changes += [f"the training text {now['path']} changed" for side, now in record["text"].items()
+                if not isinstance(text.get(side), dict)
+                or text[side].get("sha256") != now["sha256"]]
+    if changes:
+        return "stale", "; ".join(changes)
+    return "current", "trained with these tokenizer.* settings on this training text"
+
+
+def _save(tok: Tokenizer, path: Path, record: dict) -> None:
+    """The model, then its manifest: a kill between them leaves a model without one."""
+    tok.save(path)
+    manifest = {**record, "model_sha256": hashlib.sha256(tok.model_bytes).hexdigest()}
+    data = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+    try:
+        atomic_write(manifest_path(path), lambda f: f.write(data))
+    except OSError as e:
+        raise Seq2SeqError(f"cannot write {manifest_path(path)}: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------- token ids
 
 
 @dataclass

@@ -16,13 +16,13 @@ from torch import nn
 from tqdm import tqdm
 
 from seq2seq.checkpoint import average_checkpoints, build_checkpoint
-from seq2seq.config import Config, ModelConfig, dump_config, parse_duration
+from seq2seq.config import Config, ModelConfig, TrainConfig, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
-from seq2seq.prepare import TrainingData, load_or_prepare, load_training_data
-from seq2seq.runtime import SignalFlag, resolve_device, set_threads
+from seq2seq.prepare import TrainingData, check_inputs, load_or_prepare, load_training_data
+from seq2seq.runtime import SignalFlag, autocast, resolve_device, set_threads
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.training import best as best_k
 from seq2seq.training import distributed as dist
@@ -36,7 +36,7 @@ from seq2seq.training.progress import (
 )
 from seq2seq.training.resume import resume_from, training_state
 from seq2seq.training.run_dir import RunDir
-from seq2seq.training.schedule import learning_rate
+from seq2seq.training.schedule import adamw, learning_rate
 from seq2seq.training.step import TrainStep, build_step
 from seq2seq.training.validate import validate
 
@@ -72,9 +72,12 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
     world = dist.init_world(config.train.device)
     finished = False
     try:
-        run_dir = fit(setup(config, world, resume, overwrite, progress))
+        # One writer per run directory: the lock is held until the run ends, and a run
+        # that fails before writing anything leaves no directory behind.
+        with RunDir(config.train.run_dir, world.is_main, main_log(world)) as run_dir:
+            path = fit(setup(config, world, run_dir, resume, overwrite, progress))
         finished = True
-        return run_dir
+        return path
     finally:
         dist.close_world(world, finished)
 
@@ -82,13 +85,16 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
 # ---------------------------------------------------------------- setup
 
 
-def setup(config: Config, world: World, resume: bool, overwrite: bool, progress: bool) -> Run:
-    """Everything a run needs before its first step, in the order it is needed."""
+def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite: bool,
+          progress: bool) -> Run:
+    """Everything a run needs before its first step, in the order it is needed; `run_dir`
+    is locked by this process."""
     settings = config.train
     log = main_log(world)
     device = dist.process_device(world, resolve_device(settings.device))
     threads = set_threads(settings.threads)
-    run_dir, src_tok, tgt_tok, data = open_run_dir(config, world, resume, overwrite, log)
+    src_tok, tgt_tok, data = open_run_dir(config, world, run_dir, device, resume, overwrite,
+                                          log)
     torch.manual_seed(settings.seed + world.rank)
     model = model_on(config.model, src_tok, tgt_tok, device)
     step = build_step(model, settings, world, device)
@@ -108,16 +114,30 @@ def main_log(world: World) -> Log:
     return tqdm.write if world.is_main else (lambda message: None)
 
 
-def open_run_dir(config: Config, world: World, resume: bool, overwrite: bool, log: Log
-                 ) -> tuple[RunDir, Tokenizer, Tokenizer, TrainingData]:
-    """Claim the run directory, then its tokenizers and data: the one place setup reads
-    or writes the run directory before training."""
-    run_dir = RunDir(Path(config.train.run_dir), world.is_main)
-    run_dir.claim(resume, overwrite)
+def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.device,
+                 resume: bool, overwrite: bool, log: Log
+                 ) -> tuple[Tokenizer, Tokenizer, TrainingData]:
+    """Check everything, clear an earlier run's files (--overwrite), then the tokenizers and
+    data: the one place setup reads or writes the run directory before training."""
+    run_dir.check(resume, overwrite)
+    check_inputs(config)
+    check_settings(config.train, device)
+    run_dir.clear_previous()  # only now: every check has passed
     with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
-        src_tok, tgt_tok = load_or_prepare(config, log)
+        src_tok, tgt_tok = load_or_prepare(config, log, resume=resume)
     data = load_training_data(config, src_tok, tgt_tok, log)
-    return run_dir, src_tok, tgt_tok, fit_to_positions(data, config, log)
+    return src_tok, tgt_tok, fit_to_positions(data, config, log)
+
+
+def check_settings(settings: TrainConfig, device: torch.device) -> None:
+    """Fail now, before an earlier run's files are deleted, on settings that would
+    otherwise fail only once the step is built: fp16 off CUDA, optimizer values."""
+    autocast(device, settings.precision)
+    try:
+        adamw(nn.Linear(1, 1), settings, torch.device("cpu"), settings.lr)
+    except ValueError as error:
+        raise Seq2SeqError(f"the optimizer refuses train.lr, train.betas, train.adam_eps or "
+                           f"train.weight_decay: {error}") from None
 
 
 def fit_to_positions(data: TrainingData, config: Config, log: Log) -> TrainingData:

@@ -1,0 +1,147 @@
+"""The stage before training: every input checked first, and tokenizers tied to the
+settings and text they were trained on (reused, retrained, or refused under --resume)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import load_config
+from seq2seq.errors import Seq2SeqError
+from seq2seq.prepare import check_inputs, manifest_path, prepare, tokenizer_paths
+from tests.conftest import tiny_config_yaml, write_slice
+from tests.integration.test_bad_input import assert_one_line_error, cli
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    return write_slice(tmp_path, n_train=60, n_dev=4)
+
+
+def config_of(tmp_path: Path, data: Path, *sets: str):
+    return load_config(tiny_config_yaml(tmp_path, data), list(sets))
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def test_a_missing_input_names_its_key_and_the_current_directory(corpus, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = config_of(tmp_path, corpus, "data.dev=data/dev", "data.test=")
+    check_inputs(config)  # all there; an unset data.test is not looked for
+    (corpus / "dev.tgt").unlink()
+    with pytest.raises(Seq2SeqError) as error:
+        check_inputs(config)
+    message = str(error.value)
+    assert "file not found: data/dev.tgt" in message and "named by data.dev" in message
+    assert f"relative to the current directory {tmp_path}" in message
+    absolute = config_of(tmp_path, corpus, f"data.test={tmp_path}/elsewhere/test")
+    with pytest.raises(Seq2SeqError, match="named by data.test\\)") as error:
+        check_inputs(absolute, splits=("train", "test"))  # data.dev is not asked for
+    multi30k = config_of(tmp_path, corpus, "data.train=data/multi30k/train")
+    with pytest.raises(Seq2SeqError, match="seq2seq download multi30k"):
+        check_inputs(multi30k)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "it is a folder"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.symlink_to(p), "cannot read"),
+])
+def test_an_input_that_is_not_a_readable_file(make, message, corpus, tmp_path):
+    (corpus / "train.src").unlink()
+    make(corpus / "train.src")
+    with pytest.raises(Seq2SeqError, match=message) as error:
+        check_inputs(config_of(tmp_path, corpus))
+    assert "train.src" in str(error.value) and "data.train" in str(error.value)
+
+
+def test_a_missing_dev_file_stops_train_before_any_work_and_leaves_no_run_dir(
+        corpus, tmp_path, capfd, monkeypatch):
+    (corpus / "dev.src").unlink()
+    for command in ("train", "prepare"):
+        result = cli(capfd, monkeypatch, command, tiny_config_yaml(tmp_path, corpus))
+        assert_one_line_error(result, "file not found", "dev.src", "data.dev")
+        assert "SentencePiece" not in result.out + result.err  # no tokenizer was trained
+        assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- tokenizers
+
+
+def test_a_tokenizer_is_reused_only_for_its_own_settings_and_text(corpus, tmp_path):
+    notes = []
+    config = config_of(tmp_path, corpus)
+    model, _ = tokenizer_paths(config)
+    first, _ = prepare(config, notes.append)
+    assert json.loads(manifest_path(model).read_text())["settings"]["vocab_size"] == 120
+    again, _ = prepare(config, notes.append)
+    assert again.model_bytes == first.model_bytes and "reusing" in notes[-1]
+    smaller = config_of(tmp_path, corpus, "tokenizer.vocab_size=60")
+    with pytest.raises(Seq2SeqError, match="--resume: .*tokenizer.vocab_size 120 -> 60"):
+        prepare(smaller, notes.append, resume=True)  # the checkpoints depend on it
+    assert model.read_bytes() == first.model_bytes
+    retrained, _ = prepare(smaller, notes.append)
+    assert retrained.vocab_size <= 60 < first.vocab_size
+    assert "retraining" in notes[-2] and "tokenizer.vocab_size 120 -> 60" in notes[-2]
+    with open(corpus / "train.tgt", "a") as f:
+        f.write("a brand new sentence .\n")
+    with open(corpus / "train.src", "a") as f:
+        f.write("a brand new sentence .\n")
+    prepare(smaller, notes.append)
+    assert "retraining" in notes[-2] and "train.src changed" in notes[-2]
+    bpe = config_of(tmp_path, corpus, "tokenizer.vocab_size=60", "tokenizer.model_type=bpe")
+    prepare(bpe, notes.append)
+    assert "tokenizer.model_type 'unigram' -> 'bpe'" in notes[-2]
+
+
+def test_a_tokenizer_seq2seq_did_not_record_is_never_replaced(corpus, tmp_path):
+    notes = []
+    config = config_of(tmp_path, corpus)
+    model, _ = tokenizer_paths(config)
+    prepare(config, notes.append)
+    manifest_path(model).unlink()  # a user's own model, or one from before manifests
+    mine = model.read_bytes()
+    prepare(config_of(tmp_path, corpus, "tokenizer.vocab_size=60"), notes.append)
+    assert model.read_bytes() == mine and "used as it is" in notes[-1]
+    (tmp_path / "other").mkdir()
+    prepare(config_of(tmp_path / "other", corpus, "tokenizer.vocab_size=60"), notes.append)
+    (model.parent / "spm.model.json").write_text(
+        (tmp_path / "other/run/spm.model.json").read_text())
+    model.write_bytes(mine)  # a file its manifest does not describe
+    with pytest.raises(Seq2SeqError, match="not the model spm.model.json describes"):
+        prepare(config, notes.append)
+    assert model.read_bytes() == mine
+    manifest_path(model).write_text("{not json")  # an unreadable record is seq2seq's own
+    prepare(config, notes.append)
+    assert "manifest spm.model.json is unreadable" in notes[-2]
+
+
+def test_separate_tokenizers_have_a_manifest_each(corpus, tmp_path):
+    config = config_of(tmp_path, corpus, "tokenizer.joint=false", "model.share_embeddings=false")
+    src_tok, tgt_tok = prepare(config, lambda _: None)
+    for path, side in zip(tokenizer_paths(config), ("src", "tgt"), strict=True):
+        assert json.loads(manifest_path(path).read_text())["settings"]["side"] == side
+    notes = []
+    again = prepare(config, notes.append)
+    assert [t.model_bytes for t in again] == [src_tok.model_bytes, tgt_tok.model_bytes]
+    assert len(notes) == 2 and all("reusing" in n for n in notes)
+
+
+def test_resume_with_another_tokenizer_config_is_refused_in_one_line(
+        corpus, tmp_path, capfd, monkeypatch):
+    config = tiny_config_yaml(tmp_path, corpus, max_steps=1, eval_every=1)
+    trained = cli(capfd, monkeypatch, "train", config, "--no-progress")
+    assert trained.code == 0, trained.err
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    result = cli(capfd, monkeypatch, "train", config, "--no-progress", "--resume",
+                 "--set", "tokenizer.vocab_size=60", "--set", "train.max_steps=2")
+    assert_one_line_error(result, "--resume", "tokenizer.vocab_size 120 -> 60")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before
+    fresh = cli(capfd, monkeypatch, "train", config, "--no-progress", "--overwrite",
+                "--set", "tokenizer.vocab_size=60")
+    assert fresh.code == 0, fresh.err
+    assert "tokenizer: retraining" in fresh.out + fresh.err
