@@ -64,14 +64,12 @@ def train(config: ConfigArg, set_: SetOpt = None,
           progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
     """Train a model (runs `prepare` first when the tokenizer is missing)."""
     from seq2seq.config import load_config
-    from seq2seq.files import check_run_dir
     from seq2seq.training.loop import Interrupted
     from seq2seq.training.loop import train as run_train
 
     if resume and overwrite:
         _fail("--resume and --overwrite exclude each other")
     cfg = load_config(config, set_ or [])
-    check_run_dir(Path(cfg.train.run_dir), "train.run_dir")  # before hours of training
     try:
         run_train(cfg, resume=resume, overwrite=overwrite, progress=progress)
     except Interrupted as stop:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from seq2seq.checkpoint import save_checkpoint
 from seq2seq.errors import Seq2SeqError
-from seq2seq.files import atomic_write
+from seq2seq.files import atomic_write, check_run_dir, reason
 
 LOCK_NAME = ".seq2seq.lock"
 # Exactly the names train writes into a run directory besides the tokenizer (prepare.py
@@ -65,13 +65,14 @@ class RunDir:
         process that holds it. The lock dies with its process, however that ends."""
         if not self.writer or self._lock is not None:
             return
+        check_run_dir(self.path, "train.run_dir")  # a file, a loop, read-only, full: one line
         try:
             self._make_folder()
             self._lock = _lock_file(self.path / LOCK_NAME)
             self._remove_partial_files()
         except OSError as e:
             self.release()
-            raise Seq2SeqError(f"cannot use run directory {self.path}: {_reason(e)}; "
+            raise Seq2SeqError(f"cannot use run directory {self.path}: {reason(e)}; "
                                "check train.run_dir") from None
         except BaseException:
             self.release()
@@ -229,12 +230,6 @@ def _holder(text: str) -> str:
         return f"pid {info['pid']} on host {info['host']}, since {info['since']}"
     except (json.JSONDecodeError, KeyError, TypeError):
         return "it has only just started"  # locked, but its record is not written yet
-
-
-def _reason(error: OSError) -> str:
-    if error.errno == 28:  # ENOSPC
-        return "the disk is full"
-    return f"{error.strerror or error} ({error.filename or ''})".replace(" ()", "")
 
 
 def _row(line: str) -> dict | None:

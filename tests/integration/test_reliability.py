@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import seq2seq.loss
+import seq2seq.training.loop
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
@@ -471,13 +472,20 @@ def test_a_dev_set_longer_than_the_positions_is_refused_before_training(tmp_path
         (data / f"dev.{side}").write_text("".join(" ".join([line] * 40) + "\n" for line in lines))
     config = tiny_config_yaml(tmp_path, data)
     result = cli(capfd, monkeypatch, "train", config, "--no-progress",
-                 "--set", "data.max_len=100000")
+                 "--set", "data.max_len=60000")
     assert_one_line_error(result, "no validation pairs left", "model.max_positions - 1 = 127")
     assert not list((tmp_path / "run").glob("*.pt"))
 
 
 def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capfd, monkeypatch):
     data = write_slice(tmp_path, n_train=60, n_dev=8)
+    # The config's bounds refuse absurd sizes first; a size inside them can still fail
+    # to allocate on a small machine, which is what building the model reports.
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")
+
+    monkeypatch.setattr(seq2seq.training.loop, "build_model", no_memory)
     result = cli(capfd, monkeypatch, "train", tiny_config_yaml(tmp_path, data),
-                 "--no-progress", "--set", f"model.d_model={2**36}")
-    assert_one_line_error(result, f"model.d_model={2**36}")
+                 "--no-progress", "--set", "model.d_model=4096", "--set", "model.n_heads=4")
+    assert_one_line_error(result, "could not build the model", "model.d_model=4096",
+                          "not enough memory")
