@@ -170,11 +170,9 @@ def _searched(beam_size: int | None) -> str:
 def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to average.")],
             output: Annotated[Path, typer.Option("-o", "--output", help="Write here.")]) -> None:
     """Average the weights of several checkpoints of one model."""
-    from seq2seq.checkpoint import average_checkpoints, save_checkpoint
+    from seq2seq.checkpoint import write_average
 
-    if output.exists() and output.resolve() in {c.resolve() for c in checkpoints}:
-        _fail(f"-o {output} is one of the inputs; write the average elsewhere")
-    save_checkpoint(average_checkpoints(checkpoints), output)
+    write_average(checkpoints, output)
     typer.echo(f"averaged {len(checkpoints)} checkpoints -> {output}", err=True)
 
 
