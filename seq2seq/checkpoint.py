@@ -134,9 +134,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:
+    if path.is_dir():
+        raise Seq2SeqError(f"{path} is a folder, not a checkpoint; give a *.pt file in it")
     if not path.is_file():
-        what = "is a directory, not a checkpoint" if path.is_dir() else "not found"
-        raise Seq2SeqError(f"checkpoint {what}: {path}")
+        raise Seq2SeqError(f"checkpoint not found: {path}")
     try:
         with path.open("rb") as f:
             head = f.read(4096)
@@ -151,6 +152,9 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a damaged archive can fail anywhere inside torch's reader
         damage = _zip_damage(path)
+        if damage == "":
+            raise Seq2SeqError(f"{path} is a zip archive, not a checkpoint; give a *.pt file "
+                               "written by `seq2seq train`") from None
         if damage is None and isinstance(error, pickle.UnpicklingError) and (
                 "Unsupported operand" not in str(error)):  # a global or a class: code
             raise Seq2SeqError(f"{path}: refused: the file holds pickled objects other than "
@@ -162,13 +166,15 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
 
 
 def _zip_damage(path: Path) -> str | None:
-    """Why the zip archive is damaged (a CRC that fails, a cut end), or None if it is whole."""
+    """Why the zip archive is damaged, None if it is whole, "" if torch did not write it."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+            bad, names = archive.testzip(), archive.namelist()
     except Exception as error:  # noqa: BLE001 - any failure here is damage to report
         return f"a damaged zip archive ({str(error) or type(error).__name__})"
-    return None if bad is None else f"{bad} fails its CRC check"
+    if bad is not None:
+        return f"{bad} fails its CRC check"
+    return None if any(name.endswith("/data.pkl") for name in names) else ""
 
 
 def file_kind(path: Path, head: bytes) -> str | None:
@@ -352,18 +358,20 @@ def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
     """
     if not paths:
         raise Seq2SeqError("average: name at least one checkpoint")
-    first = load_checkpoint(paths[0])
-    _refuse_non_finite(first, paths[0])
-    total = {k: v.double() if v.is_floating_point() else v for k, v in first["model"].items()}
-    for path in paths[1:]:
+    first, total = None, {}
+    for path in paths:
         state = load_checkpoint(path)
+        first = state if first is None else first
         _refuse_different(state, path, first, paths[0])
-        _refuse_non_finite(state, path)
+        bad = non_finite_weight(state["model"])
+        if bad is not None:
+            raise Seq2SeqError(f"average: {path} holds NaN or infinite weights ({bad}); "
+                               "leave it out")
         for key, value in state["model"].items():
-            if value.is_floating_point():
-                total[key] += value.double()
-    averaged = {k: (v / len(paths)).to(first["model"][k].dtype) if v.is_floating_point() else v
-                for k, v in total.items()}
+            if value.is_floating_point():  # other tensors (counters, masks) keep the first's
+                total[key] = total[key] + value.double() if key in total else value.double()
+    averaged = {k: (total[k] / len(paths)).to(v.dtype) if k in total else v
+                for k, v in first["model"].items()}
     return {"config": first["config"], "model": averaged, "tokenizers": first["tokenizers"],
             "step": first.get("step", 0), "epoch": first.get("epoch", 0),
             "metrics": {}, "averaged_from": [str(p) for p in paths]}
@@ -386,15 +394,11 @@ def _refuse_different(state: dict, path: Path, first: dict, first_path: Path) ->
         raise Seq2SeqError(f"average: {path} does not match {first_path} at {differ[0]}")
 
 
-def _refuse_non_finite(state: dict, path: Path) -> None:
-    bad = non_finite_weight(state["model"])
-    if bad is not None:
-        raise Seq2SeqError(f"average: {path} holds NaN or infinite weights ({bad}); "
-                           "leave it out")
-
-
 def write_average(paths: list[Path], output: Path) -> dict[str, Any]:
     """Average `paths` into `output`, refusing an output that is one of the inputs."""
+    if Path(output).is_dir():
+        raise Seq2SeqError(f"-o {output} is a folder; name the file to write, e.g. "
+                           f"{Path(output) / 'averaged.pt'}")
     for path in paths:
         if _same_file(Path(output), Path(path)):
             raise Seq2SeqError(f"-o {output} is one of the inputs ({path}); write the average "

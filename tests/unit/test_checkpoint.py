@@ -5,6 +5,7 @@ import io
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,8 @@ def test_unknown_format_version_and_missing_file(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(Seq2SeqError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
+    with pytest.raises(Seq2SeqError, match="is a folder, not a checkpoint"):
+        load_checkpoint(tmp_path)
 
 
 def test_average_is_the_mean_of_weights(tmp_path):
@@ -267,6 +270,14 @@ def test_crafted_contents_fail_in_rebuild_with_one_line(tmp_path):
 
 # ---- files that are not checkpoints say what they are ------------------------------------
 
+def zipped(files):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
 NOT_CHECKPOINTS = [  # file name, contents, what the message calls it
     ("config.yaml", b"data:\n  train: data/train\n", "a YAML file"),
     ("run.pt", b"model:\n  d_model: 32\n", "a YAML file"),
@@ -277,6 +288,7 @@ NOT_CHECKPOINTS = [  # file name, contents, what the message calls it
     ("empty.pt", b"", "an empty file"),
     ("train.gz", gzip.compress(b"hello\n"), "a gzip file"),
     ("state.pkl", pickle.dumps({"a": 1}), "a Python pickle"),
+    ("data.zip", zipped({"train.de": "die Katze ."}), "a zip archive"),
 ]
 
 
@@ -356,5 +368,16 @@ def test_average_never_writes_over_an_input(tmp_path, monkeypatch):
         with pytest.raises(Seq2SeqError, match="is one of the inputs"):
             write_average(inputs, output)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before
+    with pytest.raises(Seq2SeqError, match="is a folder; name the file"):
+        write_average(inputs, tmp_path)
     write_average(inputs, Path("avg.pt"))
     assert load_checkpoint(Path("avg.pt"))["averaged_from"] == [str(p) for p in inputs]
+
+
+def test_average_keeps_whole_number_tensors_of_the_first(tmp_path):
+    for name, (w, n) in {"a.pt": (1.0, 3), "b.pt": (2.0, 8)}.items():
+        weights = {"w": torch.full((2,), w, dtype=torch.float16), "n": torch.tensor([n])}
+        save_checkpoint({**state_of(tiny_model()), "model": weights}, tmp_path / name)
+    averaged = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])["model"]
+    assert averaged["w"].dtype == torch.float16 and averaged["w"].tolist() == [1.5, 1.5]
+    assert averaged["n"].tolist() == [3]
