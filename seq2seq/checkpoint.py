@@ -304,9 +304,9 @@ def _kind(value: Any) -> str:
     return names.get(type(value), "a " + type(value).__name__)
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def _show(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) and width > 40 else repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class Rebuilt(NamedTuple):
@@ -336,11 +336,15 @@ def rebuild(state: dict[str, Any], device: torch.device, source: str = "checkpoi
     joint = state["tokenizers"]["src"] == state["tokenizers"]["tgt"]
     model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
                         joint_vocab=joint)
+    bad = non_finite_weight(state["model"])
+    if bad is not None:
+        raise Seq2SeqError(f"{source}: the weight {bad} is NaN or infinite; it cannot translate")
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise Seq2SeqError(f"{source}: the weights do not fit its own config: {first}") from None
+    except RuntimeError as error:  # the first line only names the class; the next says why
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or ["?"]
+        why = _show(lines[min(1, len(lines) - 1)], 160)
+        raise Seq2SeqError(f"{source}: the weights do not fit its own config: {why}") from None
     return Rebuilt(model.to(device).eval(), src_tok, tgt_tok, config)
 
 

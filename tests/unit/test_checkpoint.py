@@ -263,6 +263,9 @@ def test_crafted_contents_fail_in_rebuild_with_one_line(tmp_path):
     spm = {"src": tok.model_bytes, "tgt": tok.model_bytes}
     with pytest.raises(Seq2SeqError, match="x.pt: the weights do not fit its own config"):
         rebuild({**state, "tokenizers": spm}, torch.device("cpu"), "x.pt")
+    weights = {**state["model"], "w": torch.tensor([float("nan")])}
+    with pytest.raises(Seq2SeqError, match="x.pt: the weight w is NaN or infinite"):
+        rebuild({**state, "tokenizers": spm, "model": weights}, torch.device("cpu"), "x.pt")
     with pytest.raises(Seq2SeqError, match="x.pt config: model.d_model"):
         rebuild({**state, "tokenizers": spm, "config": {**config, "model": {"d_model": -1}}},
                 torch.device("cpu"), "x.pt")
