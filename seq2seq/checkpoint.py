@@ -170,7 +170,7 @@ def _zip_damage(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad, names = archive.testzip(), archive.namelist()
-    except Exception as error:  # noqa: BLE001 - any failure here is damage to report
+    except Exception as error:  # any failure to read the archive is damage to report
         return f"a damaged zip archive ({str(error) or type(error).__name__})"
     if bad is not None:
         return f"{bad} fails its CRC check"
