@@ -206,11 +206,9 @@ def _searched(beam_size: int | None) -> str:
 def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to average.")],
             output: Annotated[Path, typer.Option("-o", "--output", help="Write here.")]) -> None:
     """Average the weights of several checkpoints of one model."""
-    from seq2seq.checkpoint import average_checkpoints, save_checkpoint
-    from seq2seq.files import check_output
+    from seq2seq.averaging import write_average
 
-    target = check_output(output, checkpoints, "-o")
-    save_checkpoint(average_checkpoints(checkpoints), target)
+    write_average(checkpoints, output)
     typer.echo(f"averaged {len(checkpoints)} checkpoints -> {output}", err=True)
 
 

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import from_dict
+from seq2seq.checkpoint import checkpoint_config, load_checkpoint
 from seq2seq.data import read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
@@ -13,7 +12,7 @@ from seq2seq.translate import Translator
 
 def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
     """data.test's source and target files, from the checkpoint's own config."""
-    config = from_dict(load_checkpoint(checkpoint)["config"], source=str(checkpoint))
+    config = checkpoint_config(load_checkpoint(checkpoint), str(checkpoint))
     if not config.data.test:
         raise Seq2SeqError("give --src and --ref (the checkpoint's config has no data.test)")
     d = config.data

@@ -6,31 +6,14 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import Config, DecodeConfig, from_dict
+from seq2seq.checkpoint import load_checkpoint, rebuild
+from seq2seq.config import DecodeConfig
 from seq2seq.data import make_source
 from seq2seq.errors import Seq2SeqError
-from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer
 from seq2seq.runtime import resolve_device
 from seq2seq.search import Hypotheses, beam_search, greedy_search, max_output_lengths
 from seq2seq.tokenizer import Tokenizer
-
-
-def model_from_checkpoint(state: dict, device: torch.device
-                          ) -> tuple[Transformer, Tokenizer, Tokenizer, Config]:
-    """Rebuild model, tokenizers and config from a loaded checkpoint dict."""
-    config = from_dict(state["config"], source="checkpoint config")
-    src_tok = Tokenizer(state["tokenizers"]["src"])
-    tgt_tok = Tokenizer(state["tokenizers"]["tgt"])
-    model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
-                        joint_vocab=state["tokenizers"]["src"] == state["tokenizers"]["tgt"])
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise Seq2SeqError(f"checkpoint weights do not fit its own config: {first}") from None
-    return model.to(device).eval(), src_tok, tgt_tok, config
 
 
 class Translator:
@@ -48,7 +31,7 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Translator":
         dev = resolve_device(device)
-        model, src_tok, tgt_tok, config = model_from_checkpoint(load_checkpoint(path), dev)
+        model, src_tok, tgt_tok, config = rebuild(load_checkpoint(path), dev, str(path))
         return cls(model, src_tok, tgt_tok, config.decode, dev)
 
     def translate(self, sentences: list[str], beam_size: int | None = None,

@@ -87,11 +87,10 @@ def _model_from_config(path: Path) -> tuple["Transformer", "Config", str]:
 def _model_from_checkpoint(path: Path) -> tuple["Transformer", "Config", str]:
     import torch
 
-    from seq2seq.checkpoint import load_checkpoint
-    from seq2seq.translate import model_from_checkpoint
+    from seq2seq.checkpoint import load_checkpoint, rebuild
 
     state = load_checkpoint(path)
-    model, src_tok, tgt_tok, config = model_from_checkpoint(state, torch.device("cpu"))
+    model, src_tok, tgt_tok, config = rebuild(state, torch.device("cpu"), str(path))
     note = (f"vocabulary: {src_tok.vocab_size} source / {tgt_tok.vocab_size} target pieces; "
             f"checkpoint from step {state.get('step', '?')}")
     return model, config, note

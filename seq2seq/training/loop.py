@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from seq2seq.checkpoint import average_checkpoints, build_checkpoint
+from seq2seq.averaging import average_checkpoints
+from seq2seq.checkpoint import build_checkpoint
 from seq2seq.config import Config, ModelConfig, TrainConfig, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
