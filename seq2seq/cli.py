@@ -243,6 +243,9 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `seq2seq translate ... | head`: the reader has gone
+        _quiet_stdout()
+        sys.exit(141)
     except Exception as error:  # last resort: a path, permission or disk the user can fix
         found = user_os_error(error)
         if found is None:  # a programming error: keep its traceback
@@ -250,6 +253,14 @@ def main() -> None:
         where = f"{found.filename}: " if found.filename else ""
         _print_error(f"{where}{reason(found)}")
         sys.exit(2)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises no second BrokenPipeError."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _print_error(message: str) -> None:

@@ -241,3 +241,26 @@ def test_a_read_failure_inside_a_writer_is_not_called_a_write_failure(tmp_path, 
     result = cli(capfd, monkeypatch, "plot", tmp_path / "no-run", "-o", tmp_path / "curves.png")
     assert_one_line_error(result, "no-run/metrics.jsonl not found")
     assert "cannot write" not in result.err
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`seq2seq ... | head -c 1`: the reader leaves early; no traceback, exit 141 (SIGPIPE).
+
+    The command here is a stand-in that prints a lot, run through cli.main as any is.
+    """
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
+    code = ("import seq2seq.cli as c\n"
+            "c.app = lambda: [print('word ' * 50) for _ in range(100000)]\n"
+            "c.main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, cwd=ROOT, timeout=60)
+    reader.stdin.close()
+    reader.wait()
+    assert proc.returncode == 141, proc.stderr
+    assert b"Traceback" not in proc.stderr
