@@ -16,6 +16,7 @@ import torch
 
 from seq2seq.config import DecodeConfig, TrainConfig
 from seq2seq.data import EncodedCorpus, make_batch, make_source, padding_fraction
+from seq2seq.fast import accelerate
 from seq2seq.inspection.accounting import training_flops
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.transformer import Transformer
@@ -38,12 +39,14 @@ def step_trainer(model: Transformer, cfg: TrainConfig) -> Trainer:
     """A Trainer holding just what Trainer.train_step reads, so the timed step is training's own.
 
     Trainer.__init__ would also claim a run directory and load a corpus; the loss module,
-    optimizer and scaler are built with the arguments it uses (one process, no compile).
+    optimizer and scaler are built with the arguments it uses (one process, no compile;
+    the fast path when cfg.fast).
     """
     trainer = Trainer.__new__(Trainer)
     trainer.cfg, trainer.world, trainer.device = cfg, World(), CPU
     trainer.model, trainer.state, trainer.done = model.train(), TrainState(), 0.0
-    trainer.loss_module = TeacherForcedLoss(model, cfg.label_smoothing, keep_logits=True)
+    loss = TeacherForcedLoss(model, cfg.label_smoothing)
+    trainer.loss_module = accelerate(loss) if cfg.fast else loss
     trainer.optimizer = adamw(model, cfg, CPU, learning_rate(1, cfg.lr, cfg.warmup))
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     return trainer

@@ -9,6 +9,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config, DecodeConfig, from_dict
 from seq2seq.data import make_source
 from seq2seq.errors import Seq2SeqError
+from seq2seq.fast import accelerate
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer
 from seq2seq.runtime import resolve_device
@@ -29,6 +30,8 @@ def model_from_checkpoint(state: dict, device: torch.device
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise Seq2SeqError(f"checkpoint weights do not fit its own config: {first}") from None
+    if config.train.fast:
+        accelerate(model)
     return model.to(device).eval(), src_tok, tgt_tok, config
 
 

@@ -19,6 +19,7 @@ from seq2seq.checkpoint import average_checkpoints, load_checkpoint, model_shape
 from seq2seq.config import Config, dump_config, parse_duration
 from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
+from seq2seq.fast import accelerate
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
@@ -70,9 +71,8 @@ class Trainer:
         self.model = build_model(config.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size,
                                  self.src_tok.pad_id, joint_vocab=self.src_tok is self.tgt_tok)
         self.model.to(self.device)
-        # torch.compile would trace the kept logits buffer's storage tricks: not with it
-        self.loss_module = self._wrap(TeacherForcedLoss(self.model, self.cfg.label_smoothing,
-                                                        keep_logits=not self.cfg.compile))
+        loss = TeacherForcedLoss(self.model, self.cfg.label_smoothing)
+        self.loss_module = self._wrap(accelerate(loss) if self.cfg.fast else loss)  # + model
         self.optimizer = adamw(self.model, self.cfg, self.device, self.learning_rate(1))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16")
         if resume:
