@@ -4,11 +4,12 @@ Search (seq2seq/search.py) is typed against these protocols only, so any object 
 these methods and attributes can be decoded, e.g. a test's wrapper around a model.
 """
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
 
+@runtime_checkable
 class DecodingCache(Protocol):
     """What a model's incremental-decoding cache offers search."""
 
@@ -20,6 +21,7 @@ class DecodingCache(Protocol):
         """Rows dst continue from rows src (beams forking within a sentence, no overlap)."""
 
 
+@runtime_checkable
 class Seq2SeqModel(Protocol):
     """An encoder-decoder that search can run one token at a time.
 

@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from seq2seq.data import make_batch
+from seq2seq.fast import accelerate
 from seq2seq.loss import TeacherForcedLoss, smoothed_loss
 from seq2seq.model.masks import padding_mask
+from seq2seq.model.protocol import DecodingCache, Seq2SeqModel
 from seq2seq.search import _best_candidates, beam_search, greedy_search, max_output_lengths
 from seq2seq.training.schedule import learning_rate
 from tests.conftest import BOS, EOS, PAD, assert_overfits_one_batch, random_ids, tiny_model
@@ -21,6 +23,15 @@ def search_inputs(batch=5, seed=1):
         src[3, 2:] = PAD
     mask = padding_mask(src, PAD)
     return src, mask, max_output_lengths(mask, 1.5, 64)
+
+
+def test_both_architectures_on_both_paths_offer_what_search_needs():
+    from tests.unit.test_rnn import tiny_rnn
+
+    for model in (tiny_model(), tiny_rnn(), accelerate(tiny_model()), accelerate(tiny_rnn())):
+        assert isinstance(model, Seq2SeqModel)
+        assert isinstance(model.new_cache(4), DecodingCache)
+    assert accelerate(tiny_model()).beams_share_memory and not tiny_model().beams_share_memory
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
