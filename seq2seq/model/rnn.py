@@ -1,9 +1,9 @@
 """An RNN encoder-decoder baseline (GRU or LSTM), with or without attention.
 
 It has the Transformer's interface (the Seq2SeqModel of model/protocol.py, and forward),
-so the data, training loop, search and CLI run it unchanged. Use it to
-measure what attention buys: `attention: none` and the attentional kinds share every
-module except the attention itself.
+so the data, training loop, search and CLI run it unchanged. Use it to measure what
+attention buys: `attention: none` and the attentional kinds share every module except
+the attention itself.
 
 Encoder: embeddings (scaled by sqrt(D), as in the Transformer) into a bidirectional
 RNN with D/2 units per direction, run on packed sequences so padding cannot change a
