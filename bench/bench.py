@@ -3,7 +3,7 @@
 Usage, from the repository root (after `make install`):
 
     python bench/bench.py [--quick] [--json] [--threads N] [--steps N]
-                            [--data DIR | --mirror DIR] [--skip-train] [--skip-decode]
+                            [--data DIR | --mirror DIR] [--skip-train] [--skip-decode] [--plain]
 
 Everything runs in one process with one thread count: the reference model (the project's
 default ModelConfig: d_model 256, 3 + 3 layers, 4 heads, feed-forward 1024, tied
@@ -47,6 +47,7 @@ from seq2seq.data import (
     token_batches,
 )
 from seq2seq.errors import Seq2SeqError
+from seq2seq.fast import accelerate
 from seq2seq.model.build import build_model
 from seq2seq.model.transformer import Transformer, count_parameters
 from seq2seq.runtime import physical_cores, set_threads
@@ -100,13 +101,14 @@ def training_batches(corpus: EncodedCorpus, batch_tokens: int, seed: int, n: int
     return [batches[i % len(batches)] for i in range(n)]
 
 
-def reference_model(cfg: ModelConfig, tok: Tokenizer, seed: int) -> Transformer:
+def reference_model(cfg: ModelConfig, tok: Tokenizer, seed: int, fast: bool) -> Transformer:
     """A freshly initialised model of shape `cfg` over the joint vocabulary of `tok`.
 
-    Built by the build_model that training and Translator use.
+    Built by the build_model that training and Translator use; on the fast path when fast.
     """
     torch.manual_seed(seed)
-    return build_model(cfg, tok.vocab_size, tok.vocab_size, tok.pad_id, joint_vocab=True)
+    model = build_model(cfg, tok.vocab_size, tok.vocab_size, tok.pad_id, joint_vocab=True)
+    return accelerate(model) if fast else model
 
 
 # ---------------------------------------------------------------- the whole benchmark
@@ -132,8 +134,9 @@ class Plan:
 def measure(tok: Tokenizer, corpus: EncodedCorpus, test: list[str], model_cfg: ModelConfig,
             train_cfg: TrainConfig, plan: Plan, log) -> dict:
     """Matmul peak, training and decoding, in this process; returns a JSON-able dict."""
-    model = reference_model(model_cfg, tok, train_cfg.seed)
-    result = {"threads": torch.get_num_threads(), "physical_cores": physical_cores(),
+    model = reference_model(model_cfg, tok, train_cfg.seed, train_cfg.fast)
+    result = {"fast": train_cfg.fast, "threads": torch.get_num_threads(),
+              "physical_cores": physical_cores(),
               "load_average_at_start": os.getloadavg()[0], "torch": torch.__version__,
               "cpu": f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}",
               "model": {**dataclasses.asdict(model_cfg), "vocab_size": tok.vocab_size,
@@ -149,7 +152,7 @@ def measure(tok: Tokenizer, corpus: EncodedCorpus, test: list[str], model_cfg: M
     if not plan.skip_train:
         result["train"] = bench_training(tok, corpus, model_cfg, train_cfg, plan, peak, log)
     if not plan.skip_decode:
-        result["decode"] = bench_decoding(tok, test, model_cfg, train_cfg.seed, plan, log)
+        result["decode"] = bench_decoding(tok, test, model_cfg, train_cfg, plan, log)
     result["notes"] = notes(result, len(test))
     return result
 
@@ -163,7 +166,7 @@ def bench_training(tok: Tokenizer, corpus: EncodedCorpus, model_cfg: ModelConfig
     for precision in peak:
         log(f"training {precision}: {plan.warmup} warm-up + {plan.steps} timed steps")
         cfg = dataclasses.replace(train_cfg, precision=precision)
-        step = training_step(reference_model(model_cfg, tok, cfg.seed), cfg)
+        step = training_step(reference_model(model_cfg, tok, cfg.seed, cfg.fast), cfg)
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         row = time_training(step, cfg, corpus, tok, batches, plan.warmup, block=plan.block,
                             probe=lambda d=dtype: matmul_gflops(plan.matmul_n, d, plan.probe_reps))
@@ -173,10 +176,10 @@ def bench_training(tok: Tokenizer, corpus: EncodedCorpus, model_cfg: ModelConfig
     return out
 
 
-def bench_decoding(tok: Tokenizer, test: list[str], model_cfg: ModelConfig, seed: int,
-                   plan: Plan, log) -> dict:
+def bench_decoding(tok: Tokenizer, test: list[str], model_cfg: ModelConfig,
+                   train_cfg: TrainConfig, plan: Plan, log) -> dict:
     """Translate (a strided subset of) `test` greedy and beam 5; then per-step timings."""
-    model = reference_model(model_cfg, tok, seed).eval()
+    model = reference_model(model_cfg, tok, train_cfg.seed, train_cfg.fast).eval()
     stride = max(1, len(test) // max(plan.decode_sentences, 1))
     subset = test[::stride][: plan.decode_sentences]
     out = {"search": [], "per_step": []}
@@ -250,6 +253,8 @@ def format_report(result: dict) -> str:
              f"model: d_model {m['d_model']}, {m['encoder_layers']}+{m['decoder_layers']} layers, "
              f"{m['n_heads']} heads, feed-forward {m['d_ff']}, vocabulary {m['vocab_size']}, "
              f"tied {m['tie_embeddings']}, dropout {m['dropout']}; {m['parameters']:,} parameters",
+             "path: " + ("fast (seq2seq/fast)" if result.get("fast", True)
+                         else "plain (train.fast false)"),
              "matmul peak: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in peak.items())]
     if "train" in result:
         lines += ["", f"training, batches of {result['batch_tokens']} target tokens", _table(
@@ -308,6 +313,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the tokenizer and token ids are cached")
     parser.add_argument("--skip-train", action="store_true", help="no training measurements")
     parser.add_argument("--skip-decode", action="store_true", help="no decoding measurements")
+    parser.add_argument("--plain", action="store_true",
+                        help="measure the plain reference path (train.fast false)")
     args = parser.parse_args(argv)
     for name in ("threads", "steps", "decode_sentences"):
         if getattr(args, name) < 0:
@@ -334,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = multi30k_folder(args.data, args.mirror)
         log(f"data: {folder}; tokenizer and ids cached in {args.cache}")
         tok, corpus, test = load_multi30k(folder, args.cache)
-        result = measure(tok, corpus, test, ModelConfig(), TrainConfig(device="cpu"),
-                         make_plan(args), log)
+        train_cfg = TrainConfig(device="cpu", fast=not args.plain)
+        result = measure(tok, corpus, test, ModelConfig(), train_cfg, make_plan(args), log)
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ from torch import nn
 
 from seq2seq.config import Config, from_dict
 from seq2seq.errors import Seq2SeqError
+from seq2seq.fast import accelerate
 from seq2seq.files import atomic_write
 from seq2seq.model.build import build_model
 from seq2seq.tokenizer import Tokenizer
@@ -345,6 +346,8 @@ def rebuild(state: dict[str, Any], device: torch.device, source: str = "checkpoi
         lines = [line.strip() for line in str(error).splitlines() if line.strip()] or ["?"]
         why = _show(lines[min(1, len(lines) - 1)], 160)
         raise Seq2SeqError(f"{source}: the weights do not fit its own config: {why}") from None
+    if config.train.fast:  # the CPU kernels of seq2seq/fast, as the model trained with
+        accelerate(model)
     return Rebuilt(model.to(device).eval(), src_tok, tgt_tok, config)
 
 

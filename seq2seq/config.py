@@ -98,6 +98,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 needs CUDA
     compile: bool = False  # torch.compile the model
+    fast: bool = True  # CPU kernels from seq2seq/fast; false = the plain reference path
     threads: int = 0  # intra-op CPU threads; 0 = the number of physical cores
     batch_tokens: int = 4096  # padded target tokens per batch (per process)
     accumulate: int = 1  # batches per optimizer step

@@ -4,12 +4,8 @@ Both decode incrementally with the model's key/value cache (one new token per st
 and drop finished sentences from the active batch. A hypothesis ends with EOS or when
 it reaches its sentence's length limit; the returned tokens exclude BOS and EOS.
 
-The model needs: encode(src, src_mask) -> (memory, _), decode(ids, memory, src_mask,
-None, cache) -> (hidden, _), logits(hidden), and new_cache(capacity) whose cache has
-select(index) (keep rows) and copy_rows(src, dst) (beams forking). A model whose
-beams_share_memory is true takes one memory row per sentence for all its beams, and its
-cache's select(index, cross_index) keeps the sentences' rows of what it computed from
-memory; others get memory copied for every beam.
+What the model must offer is the Seq2SeqModel protocol (model/protocol.py): encode,
+decode, logits, new_cache, pad_id, max_positions, top_k and beams_share_memory.
 
 Beam search keeps every hypothesis in the cache row of the beam it extends whenever it
 can (see _slots), so a step copies cache rows only where a beam forks into several.
@@ -19,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from seq2seq.model.protocol import DecodingCache, Seq2SeqModel
 
 
 @dataclass
@@ -44,8 +42,8 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache,
-                    bos_id: int) -> Tensor:
+def _step_log_probs(model: Seq2SeqModel, last: Tensor, memory: Tensor, src_mask: Tensor,
+                    cache: DecodingCache, bos_id: int) -> Tensor:
     """Run the decoder on the newest tokens only.  last: (N, 1) -> log-probs (N, V) in fp32.
 
     PAD and BOS are never valid outputs, so they get probability zero.
@@ -54,12 +52,12 @@ def _step_log_probs(model, last: Tensor, memory: Tensor, src_mask: Tensor, cache
     logits = model.logits(hidden[:, -1]).float()  # (N, V)
     logits[:, model.pad_id] = float("-inf")  # a column fill each, not an indexed write
     logits[:, bos_id] = float("-inf")
-    # over the logits' own memory: a beam-5 step's (640, 8000) would take 20 MB more
+    # in place: a second (N, V) tensor would cost memory and a pass
     return torch.log_softmax(logits, dim=-1, out=logits)
 
 
 @torch.no_grad()
-def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
                   max_lens: Tensor) -> Hypotheses:
     """Pick the most probable token at each step.
 
@@ -75,7 +73,7 @@ def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int
     limits = max_lens.tolist()
     while rows.numel():
         logp = _step_log_probs(model, last, memory, src_mask, cache, bos_id)  # (N, V)
-        best_lp, best = (t.squeeze(1) for t in top_tokens(logp, 1))  # (N,): faster than max
+        best_lp, best = (t.squeeze(1) for t in model.top_k(logp, 1))  # (N,) each
         keep = []
         for i, (row, tok, lp) in enumerate(zip(rows.tolist(), best.tolist(), best_lp.tolist(),
                                                strict=True)):
@@ -94,7 +92,7 @@ def greedy_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int
 
 
 @torch.no_grad()
-def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
                 max_lens: Tensor, beam_size: int, alpha: float = 1.0) -> Hypotheses:
     """Keep the beam_size best partial hypotheses of every sentence, batched.
 
@@ -105,10 +103,10 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     """
     B, k, device = src.size(0), beam_size, src.device
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
-    shared = getattr(model, "beams_share_memory", False)  # else one copy per beam
+    shared = model.beams_share_memory  # one memory row per sentence, else one per beam
     if not shared:
-        expand = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
-        memory, src_mask = memory[expand], src_mask[expand]  # (B*k, S, D), (B*k, 1, 1, S)
+        memory = memory.repeat_interleave(k, dim=0)  # (B*k, S, D)
+        src_mask = src_mask.repeat_interleave(k, dim=0)  # (B*k, 1, 1, S)
     cache = model.new_cache(int(max_lens.max()) + 1)
     sents = torch.arange(B, device=device)  # input index of each active sentence
     seqs = torch.full((B * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t+1)
@@ -120,7 +118,7 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     while sents.numel():
         N, t = sents.numel(), seqs.size(1)
         logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache, bos_id)  # (N*k, V)
-        top_scores, top_beam, top_tok = _best_candidates(beam_scores, logp, 2 * k)  # (N, 2k)
+        top_scores, top_beam, top_tok = _best_candidates(model, beam_scores, logp, 2 * k)
         is_eos = top_tok == eos_id
         _finish_eos(finished, sents, seqs, k, top_scores, top_beam, is_eos, t, alpha)
         # The k best candidates that do not end the hypothesis become the new beams,
@@ -151,50 +149,21 @@ def beam_search(model, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
     return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
 
 
-def _best_candidates(beam_scores: Tensor, logp: Tensor, n: int
+def _best_candidates(model: Seq2SeqModel, beam_scores: Tensor, logp: Tensor, n: int
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Each sentence's n best extensions: (scores, beam, token), each (N, n), best first.
 
     beam_scores: (N, k); logp: (N*k, V). A beam's score shifts all its tokens alike, so
-    the sentence's n best are among each beam's n best tokens: top_tokens per beam row,
+    the sentence's n best are among each beam's n best tokens: model.top_k per beam row,
     then one top-n over the k*n survivors, instead of adding the score to all k*V
     candidates and ranking those.
     """
     N, k = beam_scores.shape
-    beam_best, beam_tok = top_tokens(logp, n)  # (N*k, m)
+    beam_best, beam_tok = model.top_k(logp, n)  # (N*k, m), m = min(n, V)
     m = beam_best.size(1)
     cand = (beam_scores.view(-1, 1) + beam_best).view(N, k * m)  # (N, k*m)
     top_scores, top_idx = cand.topk(n, dim=1)  # (N, n)
     return top_scores, top_idx // m, beam_tok.view(N, k * m).gather(1, top_idx)
-
-
-BLOCK = 64  # vocabulary entries per block in top_tokens
-
-
-def top_tokens(scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """The n largest scores of each row and their columns, like scores.topk(n, dim=1).
-
-    scores: (R, V). torch's CPU topk copies every row into (value, index) pairs and
-    sorts part of them, about 1 ns an element. Here the columns are cut into blocks of
-    BLOCK: a block's maximum is one vectorised pass, the n blocks with the largest
-    maxima hold the row's n largest values (a block holding one of them has a maximum
-    that at most n - 1 other elements exceed), and topk runs on those n * BLOCK columns
-    only, plus the last V % BLOCK. The values are exactly topk's; among equal values
-    the columns may differ, as topk leaves open too. Returns (R, m) values and columns,
-    m = min(n, V), largest first. Off the CPU, topk itself is fast and one kernel.
-    """
-    R, V = scores.shape
-    m, blocks = min(n, V), V // BLOCK
-    if scores.device.type != "cpu" or blocks <= 4 * m:  # or too few blocks to skip many
-        return scores.topk(m, dim=1)
-    full = scores[:, : blocks * BLOCK].unflatten(1, (blocks, BLOCK))  # (R, blocks, BLOCK)
-    chosen = full.amax(dim=2).topk(m, dim=1).indices  # (R, m)
-    columns = (chosen.unsqueeze(2) * BLOCK
-               + torch.arange(BLOCK, device=scores.device)).flatten(1)  # (R, m * BLOCK)
-    rest = torch.arange(blocks * BLOCK, V, device=scores.device).expand(R, -1)
-    columns = torch.cat([columns, rest], dim=1)  # (R, m * BLOCK + V % BLOCK)
-    values, pos = scores.gather(1, columns).topk(m, dim=1)
-    return values, columns.gather(1, pos)
 
 
 def _slots(parent: Tensor) -> Tensor:

@@ -110,9 +110,11 @@ class Uncached:
         def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
             self.ids[dst] = self.ids[src]
 
+    beams_share_memory = False  # the full decoder reruns on memory copied for every beam
+
     def __init__(self, model):
-        self.model, self.pad_id = model, model.pad_id
-        self.encode, self.logits = model.encode, model.logits
+        self.model, self.pad_id, self.max_positions = model, model.pad_id, model.max_positions
+        self.encode, self.logits, self.top_k = model.encode, model.logits, model.top_k
 
     def new_cache(self, capacity: int = 0) -> "Uncached.Prefix":
         return Uncached.Prefix()

@@ -1,4 +1,6 @@
-"""The model side: masks, attention, layers, the Transformer.
+"""The model side: masks, attention, layers, the Transformer, the RNN baseline, and the
+protocol search relies on (protocol.py). This is the plain reference path; seq2seq/fast
+holds faster twins of some of its modules.
 
 Shape legend used in every comment of this package:
     B batch, S source length, T target length, D model width,

@@ -3,7 +3,7 @@
 attention(q, k, v) = softmax(score(q, k) masked) @ v, computed per head.
 
 Scoring functions (`model.attention` in the config):
-    scaled_dot  q.k / sqrt(K)                 (Vaswani et al.; runs on the fused SDPA kernel)
+    scaled_dot  q.k / sqrt(K)                 (Vaswani et al.)
     dot         q.k                           (Luong "dot")
     cosine      tau_h * cos(q, k)             (a learned temperature per head)
     general     q W_h k                       (Luong "general", bilinear, one K x K matrix per head)
@@ -16,8 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.model.dropout import dropout
-
 SCORES = ("scaled_dot", "dot", "cosine", "general", "additive")
 
 
@@ -26,6 +24,7 @@ class DotScore(nn.Module):
 
     def __init__(self, head_dim: int, scaled: bool):
         super().__init__()
+        self.scaled = scaled
         self.scale = 1.0 / math.sqrt(head_dim) if scaled else 1.0
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
@@ -92,22 +91,6 @@ def make_score(name: str, n_heads: int, head_dim: int) -> nn.Module:
     raise ValueError(f"unknown attention score {name!r}; choose one of {', '.join(SCORES)}")
 
 
-def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """torch's fused scaled_dot_product_attention; (B, H, Tq, K) in and out.
-
-    On a CPU, bf16 and fp16 inputs (bf16 autocast included) run the kernel in fp32 and
-    cast the output back: torch's CPU flash-attention backward is about 6 times slower in
-    bf16 than in fp32 (measured on the reference shapes), and attention is a small share
-    of the FLOPs, so fp32 here costs two casts and saves most of a bf16 step's overhead.
-    """
-    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-    with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs back
-        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
-                                             dropout_p=p)
-    return out.to(q.dtype)
-
-
 class MultiHeadAttention(nn.Module):
     """Q, K, V projections, a score per head, masked softmax, weighted sum, output projection."""
 
@@ -119,40 +102,26 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.score = make_score(score, n_heads, self.head_dim)
-        self.fused = score == "scaled_dot"
-        self.dropout = dropout
+        self.dropout = nn.Dropout(dropout)  # on the attention weights
 
     def split(self, x: Tensor) -> Tensor:
         """(B, L, D) -> (B, H, L, K)."""
         B, L, _ = x.shape
         return x.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, K)
 
-    def project(self, x: Tensor, *projections: nn.Linear) -> list[Tensor]:
-        """Apply projections that share their input as one matrix product (their weights
-        side by side), which runs faster than one thin product each.  x: (B, L, D) ->
-        one (B, H, L, K) per projection. Without gradients (decoding, one token a step)
-        the concatenation would cost more than it saves, so each runs on its own."""
-        if len(projections) == 1 or not torch.is_grad_enabled():
-            out = [proj(x) for proj in projections]
-        else:
-            weight = torch.cat([proj.weight for proj in projections])  # (n D, D)
-            bias = torch.cat([proj.bias for proj in projections])
-            out = F.linear(x, weight, bias).split(self.n_heads * self.head_dim, dim=-1)
-        return [self.split(y) for y in out]
-
     def queries(self, x: Tensor) -> Tensor:
         """x: (B, L, D) -> (B, H, L, K)."""
-        return self.project(x, self.q_proj)[0]
+        return self.split(self.q_proj(x))
 
     def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Project keys and values once, so a cache can keep them.  x: (B, L, D)."""
-        k, v = self.project(x, self.k_proj, self.v_proj)  # (B, H, L, K) each
-        return k, v
+        """Project keys and values once, so a cache can keep them.  x: (B, L, D) ->
+        (B, H, L, K) each."""
+        return self.split(self.k_proj(x)), self.split(self.v_proj(x))
 
     def queries_keys_values(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention's three projections of x, in one product."""
-        q, k, v = self.project(x, self.q_proj, self.k_proj, self.v_proj)
-        return q, k, v
+        """Self-attention's three projections of x: (B, L, D) -> (B, H, L, K) each."""
+        k, v = self.keys_values(x)
+        return self.queries(x), k, v
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -161,39 +130,15 @@ class MultiHeadAttention(nn.Module):
         q: (B, H, Tq, K); k, v: (B, H, Tk, K); mask: bool, True = may attend,
         broadcastable to (B, H, Tq, Tk), or None.  Returns (B, Tq, D) and the weights
         (B, H, Tq, Tk) when need_weights, else None.
-
-        k, v (and mask) may instead hold B / g rows, one for each g consecutive query rows
-        (beam search: a sentence's g beams share its encoder's keys and values). The g
-        rows' queries then attend as one row of g * Tq queries: the keys and values are
-        not copied g times, and the fused kernel sets up g times fewer rows.
         """
         B, H, Tq, K = q.shape
-        groups = B // k.size(0)
-        if groups > 1:  # (B, H, Tq, K) -> (B / g, H, g * Tq, K), a view
-            q = q.view(B // groups, groups, H, Tq, K).transpose(1, 2).flatten(2, 3)
-        p = self.dropout if self.training else 0.0
-        # On a CPU, SDPA with dropout falls back to its unfused math path with torch's slow
-        # per-element dropout; the plain path below is the same math with model/dropout.py's.
-        if self.fused and not need_weights and not (p > 0 and q.device.type == "cpu"):
-            out = fused_attention(q, k, v, mask, p)
-            weights = None
-        else:
-            scores = self.score(q, k)  # (B, H, Tq, Tk)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
-            out = dropout(weights, p) @ v  # (B, H, Tq, K)
-        if groups > 1:  # back to one row per query row: (B, H, Tq, K), (B, H, Tq, Tk)
-            out = _ungroup(out, groups, Tq)
-            weights = None if weights is None else _ungroup(weights, groups, Tq)
+        scores = self.score(q, k)  # (B, H, Tq, Tk), e.g. q @ k^T / sqrt(K)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=-1)  # (B, H, Tq, Tk)
+        out = self.dropout(weights) @ v  # (B, H, Tq, K)
         out = out.transpose(1, 2).reshape(B, Tq, H * K)  # (B, Tq, D)
         return self.out_proj(out), (weights if need_weights else None)
-
-
-def _ungroup(x: Tensor, groups: int, per_row: int) -> Tensor:
-    """(B / g, H, g * T, X) -> (B, H, T, X): each row's T queries back on their own row."""
-    rows, H, _, X = x.shape
-    return x.view(rows, H, groups, per_row, X).transpose(1, 2).flatten(0, 1)
 
 
 class LayerCache:
@@ -203,7 +148,7 @@ class LayerCache:
     writes its position in place and attends to a view of the filled prefix, so no step
     copies what earlier steps stored (capacity doubles when a sentence outgrows it).
     Cross-attention keys/values (B, H, S, K) are computed from the encoder once (one row
-    per sentence in beam search, shared by its beams).
+    per sentence for all its beams when the model's beams_share_memory).
     """
 
     def __init__(self, capacity: int = 0):
@@ -237,11 +182,10 @@ class LayerCache:
     def select(self, index: Tensor, cross_index: Tensor | None = None) -> None:
         """Keep and reorder batch rows.  index: (B',) long; cross_index: the rows of the
         cross-attention keys/values to keep when they hold one row per sentence of a beam
-        search (see MultiHeadAttention.forward), else index."""
+        search (a model whose beams_share_memory, see model/protocol.py), else index."""
         if self.self_k is not None:
             # Whole rows, spare capacity too: one index_select is a single pass into the
-            # new buffer, 2-3 times as fast as gathering the filled prefix and copying it
-            # in (measured at 640 rows, 4 heads, 60 positions, 10 or 50 of them filled).
+            # new buffer, where gathering the filled prefix and copying it in is two.
             self.self_k = self.self_k.index_select(0, index)
             self.self_v = self.self_v.index_select(0, index)
         if self.cross_k is not None:
@@ -256,8 +200,8 @@ class LayerCache:
         beam of a sentence has the same ones.
         """
         for buffer in (self.self_k, self.self_v):
-            if buffer is not None:  # index_copy_ over the filled prefix: 30% faster than
-                filled = buffer[:, :, : self.length]  # an indexed assignment
+            if buffer is not None:
+                filled = buffer[:, :, : self.length]  # (B, H, length, K), a view
                 filled.index_copy_(0, dst, filled.index_select(0, src))
 
 

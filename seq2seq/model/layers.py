@@ -3,11 +3,9 @@
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.model.attention import LayerCache, MultiHeadAttention
-from seq2seq.model.dropout import Dropout, relu_dropout, residual_dropout
 
 
 def embeddings(src_vocab: int, tgt_vocab: int, d_model: int, pad_id: int, share: bool
@@ -45,15 +43,11 @@ class FeedForward(nn.Module):
         super().__init__()
         self.w_in = nn.Linear(d_model, d_ff)
         self.w_out = nn.Linear(d_ff, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, L, D) -> (B, L, D), through (B, L, F)."""
-        y, scale = relu_dropout(self.w_in(x), self.dropout.p, self.training)
-        if scale == 1.0:
-            return self.w_out(y)
-        # dropout's 1 / (1 - p) on the (F, D) weights, not on the (B, L, F) activations
-        return F.linear(y, self.w_out.weight * scale, self.w_out.bias)
+        return self.w_out(self.dropout(torch.relu(self.w_in(x))))
 
 
 class Residual(nn.Module):
@@ -62,7 +56,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
     def inner(self, x: Tensor) -> Tensor:
@@ -70,8 +64,8 @@ class Residual(nn.Module):
         return self.norm(x) if self.pre_norm else x
 
     def outer(self, x: Tensor, y: Tensor) -> Tensor:
-        """Combine the input with the sublayer's output."""
-        out = residual_dropout(x, y, self.dropout.p, self.training)
+        """Combine the input with the sublayer's output y; both (B, L, D)."""
+        out = x + self.dropout(y)
         return out if self.pre_norm else self.norm(out)
 
 

@@ -1,9 +1,9 @@
 """An RNN encoder-decoder baseline (GRU or LSTM), with or without attention.
 
-It has the Transformer's interface (encode, decode, logits, forward, new_cache, pad_id,
-max_positions), so the data, training loop, search and CLI run it unchanged. Use it to
-measure what attention buys: `attention: none` and the attentional kinds share every
-module except the attention itself.
+It has the Transformer's interface (the Seq2SeqModel of model/protocol.py, and forward),
+so the data, training loop, search and CLI run it unchanged. Use it to measure what
+attention buys: `attention: none` and the attentional kinds share every module except
+the attention itself.
 
 Encoder: embeddings (scaled by sqrt(D), as in the Transformer) into a bidirectional
 RNN with D/2 units per direction, run on packed sequences so padding cannot change a
@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.model.attention import AdditiveScore, GeneralScore, make_score
-from seq2seq.model.dropout import Dropout
 from seq2seq.model.layers import embeddings
+from seq2seq.model.protocol import top_k
 from seq2seq.model.transformer import Attention
 
 RNN_SCORES = ("dot", "general", "additive", "none")
@@ -97,8 +97,11 @@ class RNNCache:
         self.keys: Tensor | None = None
         self.length = 0  # target positions already decoded
 
-    def select(self, index: Tensor) -> None:
-        """Keep and reorder batch rows, e.g. surviving beams.  index: (B',) long."""
+    def select(self, index: Tensor, cross_index: Tensor | None = None) -> None:
+        """Keep and reorder batch rows, e.g. surviving beams.  index: (B',) long.
+
+        cross_index is not used: every row holds its own keys (the RNN's beams do not
+        share memory)."""
         if self.state is None:
             return
         if isinstance(self.state, tuple):
@@ -123,6 +126,9 @@ class RNNCache:
 class RNNSeq2Seq(nn.Module):
     """Bidirectional RNN encoder, RNN decoder, optional attention (see the module docstring)."""
 
+    beams_share_memory = False  # search copies memory for every beam (see model/protocol.py)
+    top_k = staticmethod(top_k)
+
     def __init__(self, src_vocab: int, tgt_vocab: int, pad_id: int, d_model: int, cell: str,
                  encoder_layers: int, decoder_layers: int, dropout: float, attention: str,
                  tie_embeddings: bool, share_embeddings: bool, max_positions: int):
@@ -131,7 +137,7 @@ class RNNSeq2Seq(nn.Module):
         self.pad_id, self.d_model, self.max_positions = pad_id, d_model, max_positions
         self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
                                                     share_embeddings)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         rnn = CELLS[cell]
         self.encoder = rnn(d_model, d_model // 2, encoder_layers, batch_first=True,
                            dropout=dropout if encoder_layers > 1 else 0.0, bidirectional=True)

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.model.attention import DecoderCache
-from seq2seq.model.dropout import Dropout
 from seq2seq.model.layers import DecoderLayer, EncoderLayer, PositionalEncoding, embeddings
+from seq2seq.model.protocol import top_k
 
 
 @dataclass
@@ -23,9 +23,10 @@ class Attention:
 class Transformer(nn.Module):
     """Vaswani et al. (2017), with pre- or post-norm residual blocks."""
 
-    # decode() takes memory and src_mask with one row per group of consecutive target
-    # rows (a sentence's beams): beam search need not copy them per beam
-    beams_share_memory = True
+    # What search needs beside the methods (see model/protocol.py); seq2seq.fast's twin
+    # shares memory between beams and ranks tokens with a faster kernel.
+    beams_share_memory = False
+    top_k = staticmethod(top_k)
 
     def __init__(self, src_vocab: int, tgt_vocab: int, pad_id: int, d_model: int, n_heads: int,
                  d_ff: int, encoder_layers: int, decoder_layers: int, dropout: float,
@@ -36,7 +37,7 @@ class Transformer(nn.Module):
         self.src_embed, self.tgt_embed = embeddings(src_vocab, tgt_vocab, d_model, pad_id,
                                                     share_embeddings)
         self.positions = PositionalEncoding(d_model, max_positions)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         layer_args = (d_model, n_heads, d_ff, dropout, attention_dropout, attention, pre_norm)
         self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(decoder_layers))
@@ -84,8 +85,7 @@ class Transformer(nn.Module):
                ) -> tuple[Tensor, Attention]:
         """Decoder states for tgt_in.
 
-        tgt_in: (B, T); memory: (B, S, D) or (B / g, S, D) for groups of g consecutive
-        rows that share a source (src_mask likewise); tgt_mask: (B, 1, T, T),
+        tgt_in: (B, T); memory: (B, S, D); src_mask: (B, 1, 1, S); tgt_mask: (B, 1, T, T),
         or None when decoding one token at a time with a cache (positions continue
         from cache.length).  Returns hidden (B, T, D) and the weights when asked.
         """

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seq2seq.config import TrainConfig
 from seq2seq.data import Batch
+from seq2seq.fast import accelerate
 from seq2seq.loss import TeacherForcedLoss
 from seq2seq.runtime import autocast
 from seq2seq.training import distributed as dist
@@ -81,9 +82,10 @@ class TrainStep:
 
 # The two losses are built here and nowhere else in training.
 def training_loss_module(model: nn.Module, train: TrainConfig) -> nn.Module:
-    """The teacher-forced loss training differentiates, with label smoothing."""
-    # torch.compile would trace the kept logits buffer's storage tricks: not with it
-    return TeacherForcedLoss(model, train.label_smoothing, keep_logits=not train.compile)
+    """The teacher-forced loss training differentiates, with label smoothing; with
+    train.fast, it and the model run seq2seq.fast's CPU kernels (the one switch)."""
+    loss = TeacherForcedLoss(model, train.label_smoothing)
+    return accelerate(loss) if train.fast else loss
 
 
 def validation_loss_module(model: nn.Module) -> nn.Module:

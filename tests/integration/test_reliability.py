@@ -57,17 +57,17 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def nan_loss_on(monkeypatch, bad_calls) -> None:
     """Make the training loss NaN on the given training forward passes (1-based)."""
-    real, calls = seq2seq.loss.smoothed_loss, []
+    real, calls = seq2seq.loss.TeacherForcedLoss.forward, []  # the fast twin's too
 
-    def poisoned(logits, target, eps):
-        loss, nll = real(logits, target, eps)
+    def poisoned(self, *args):
+        loss, nll = real(self, *args)
         if torch.is_grad_enabled():  # validation runs without grad and stays finite
             calls.append(None)
             if bad_calls(len(calls)):
                 return loss * float("nan"), nll * float("nan")
         return loss, nll
 
-    monkeypatch.setattr(seq2seq.loss, "smoothed_loss", poisoned)
+    monkeypatch.setattr(seq2seq.loss.TeacherForcedLoss, "forward", poisoned)
 
 
 # ---------------------------------------------------------------- exact resume
@@ -133,16 +133,16 @@ def test_signal_mid_step_finishes_that_step_then_saves_last(signum, tmp_path, mo
     three = fit(config_in(tmp_path / "three", data, max_steps=3, log_every=1, eval_every=100))
     run = tmp_path / "stopped/run"
     config = config_in(tmp_path / "stopped", data, max_steps=1000, log_every=1, eval_every=100)
-    real, calls = seq2seq.loss.smoothed_loss, []
+    real, calls = seq2seq.loss.TeacherForcedLoss.forward, []
 
-    def signalling(logits, target, eps):
+    def signalling(self, *args):
         if torch.is_grad_enabled():
             calls.append(None)
             if len(calls) == 3:
                 signal.raise_signal(signum)  # arrives during the forward pass of step 3
-        return real(logits, target, eps)
+        return real(self, *args)
 
-    monkeypatch.setattr(seq2seq.loss, "smoothed_loss", signalling)
+    monkeypatch.setattr(seq2seq.loss.TeacherForcedLoss, "forward", signalling)
     handler = signal.getsignal(signum)
     with pytest.raises(Interrupted) as stop:
         fit(config)

@@ -1,17 +1,24 @@
-"""The CPU dropout: drop rate, scaling, gradient, repeatability."""
+"""The fast path's CPU dropout (seq2seq/fast/dropout.py): drop rate, scaling, gradient,
+repeatability, and its fused forms against the plain ones under the same mask."""
 
 import pytest
 import torch
+from torch import nn
 
-from seq2seq.model.dropout import (
+from seq2seq.fast import accelerate
+from seq2seq.fast.dropout import (
     WORDS,
-    Dropout,
+    FastDropout,
     dropout,
     keep_mask,
     random_words,
     relu_dropout,
     residual_dropout,
 )
+
+
+def Dropout(p: float) -> FastDropout:  # noqa: N802 (named as the module it builds)
+    return accelerate(nn.Dropout(p))
 
 
 def test_identity_when_not_training_or_p_zero():
@@ -87,11 +94,6 @@ def test_non_contiguous_input():
     assert y.shape == (40, 50) and set(y.unique().tolist()) == {0.0, 2.0}
 
 
-def test_bad_probability():
-    with pytest.raises(ValueError, match="dropout probability"):
-        Dropout(1.0)
-
-
 def test_bf16_kept_values_are_scaled_exactly_once():
     torch.manual_seed(0)
     x = torch.randn(200, 50).bfloat16()
@@ -111,10 +113,12 @@ def _twice(seed, fn, *inputs):
 
 
 def test_feed_forward_with_the_scale_on_its_weights_is_plain_dropout():
+    from seq2seq.fast.layers import FastFeedForward
     from seq2seq.model.layers import FeedForward
 
     torch.manual_seed(0)
-    ff = FeedForward(16, 64, dropout=0.3).train()
+    ff = accelerate(FeedForward(16, 64, dropout=0.3).train())
+    assert type(ff) is FastFeedForward
     x = torch.randn(5, 7, 16)
     plain = _twice(1, lambda t: ff.w_out(dropout(torch.relu(ff.w_in(t)), 0.3)), x)
     fused = _twice(1, ff, x)  # the same mask: the same draws from the same seed
@@ -144,9 +148,22 @@ def test_residual_dropout_is_x_plus_dropout_of_y(dtype):
     assert torch.equal(residual_dropout(x, y, 0.2, training=False), x + y)
 
 
+def test_residual_block_is_x_plus_dropout_of_y_under_the_same_mask():
+    from seq2seq.model.layers import Residual
+
+    for pre_norm in (True, False):
+        block = Residual(32, dropout=0.2, pre_norm=pre_norm).train()
+        x, y = torch.randn(6, 9, 32), torch.randn(6, 9, 32)
+        accelerate(block.dropout)  # the plain block, drawing the fast dropout's mask
+        plain = _twice(3, block.outer, x, y)
+        accelerate(block)
+        fused = _twice(3, block.outer, x, y)
+        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
+
+
 def test_under_torch_compile_every_form_is_torch_dropout(monkeypatch):
     """numpy's generator cannot be traced: compiled graphs get torch's dropout."""
-    import seq2seq.model.dropout as module
+    import seq2seq.fast.dropout as module
 
     def traced(*args):
         raise AssertionError("numpy draws inside a compiled graph")

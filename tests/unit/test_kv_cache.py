@@ -2,7 +2,7 @@
 
 import torch
 
-from seq2seq.model.attention import LayerCache, MultiHeadAttention
+from seq2seq.model.attention import LayerCache
 from seq2seq.search import _slots
 
 
@@ -62,27 +62,6 @@ def test_slots_are_a_permutation_and_copy_only_forked_beams():
             if q not in p[:j]:
                 assert row[j] == q  # a first child stays in its parent's row
     assert slots[0].tolist() == [0, 1, 2, 3]
-
-
-def test_beams_sharing_one_row_of_keys_and_values_attend_as_if_each_had_a_copy():
-    """Beam search gives cross-attention one key/value row per sentence for its beams."""
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(d_model=16, n_heads=2, dropout=0.0).eval()
-    sentences, beams, keys = 3, 4, 5
-    memory = torch.randn(sentences, keys, 16)
-    mask = torch.ones(sentences, 1, 1, keys, dtype=torch.bool)
-    mask[1, ..., 3:] = False  # a shorter source
-    per_sentence = attn.keys_values(memory)  # (3, H, S, K) each
-    copied = [t.repeat_interleave(beams, dim=0) for t in per_sentence]  # (12, H, S, K)
-    for steps in (1, 3):  # one token a step (cached decoding), or several
-        q = attn.queries(torch.randn(sentences * beams, steps, 16))
-        for need_weights in (False, True):  # the fused kernel, and the plain path
-            shared = attn(q, *per_sentence, mask, need_weights)
-            each = attn(q, *copied, mask.repeat_interleave(beams, dim=0), need_weights)
-            torch.testing.assert_close(shared[0], each[0], rtol=0, atol=1e-6)
-            if need_weights:
-                torch.testing.assert_close(shared[1], each[1], rtol=0, atol=1e-6)
-                assert shared[1].shape == (sentences * beams, 2, steps, keys)
 
 
 def test_selecting_rows_keeps_the_cross_rows_a_beam_search_names():

@@ -1,4 +1,7 @@
-"""The Transformer's behaviour: shapes, causality, padding, caching, fused attention, scores."""
+"""The Transformer's behaviour (plain path): shapes, causality, padding, caching, scores.
+
+tests/unit/test_fast.py holds the fast path to these same outputs.
+"""
 
 import pytest
 import torch
@@ -58,68 +61,6 @@ def test_masked_positions_get_zero_weight(attention):
     assert weights.shape == (2, 4, 5, 5)
     assert torch.all(weights[0, :, :, 3:] == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 5))
-
-
-def test_projections_in_one_product_equal_one_product_each():
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(32, 4, dropout=0.0)
-    x = torch.randn(2, 5, 32)
-    q, k, v = attn.queries_keys_values(x)
-    for got, proj in zip((q, k, v), (attn.q_proj, attn.k_proj, attn.v_proj), strict=True):
-        torch.testing.assert_close(got, attn.split(proj(x)), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(torch.stack(attn.keys_values(x)), torch.stack((k, v)))
-    q.sum().backward()  # the gradient reaches the separate parameters
-    assert attn.q_proj.weight.grad.abs().sum() > 0 and not attn.k_proj.weight.grad.any()
-
-
-def test_fused_attention_matches_plain_path():
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(32, 4, dropout=0.0, score="scaled_dot").eval()
-    x, mem = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
-    mask = padding_mask(torch.tensor([[5] * 7, [5] * 4 + [PAD] * 3]), PAD)
-    k, v = attn.keys_values(mem)
-    q = attn.queries(x)
-    fused, none = attn(q, k, v, mask, need_weights=False)
-    plain, weights = attn(q, k, v, mask, need_weights=True)
-    assert none is None and weights is not None
-    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
-
-
-def test_attention_dropout_on_cpu_drops_weights_outside_sdpa(monkeypatch):
-    """Training with attention dropout avoids SDPA's per-element Bernoulli fallback on a CPU,
-    and the dropped weights average back to the eval-mode output."""
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(32, 4, dropout=0.3, score="scaled_dot").eval()
-    x = torch.randn(1, 3, 32).expand(4000, 3, 32)
-    k, v = attn.keys_values(x)
-    q = attn.queries(x)
-    expected, _ = attn(q[:1], k[:1], v[:1], None)
-    monkeypatch.setattr("torch.nn.functional.scaled_dot_product_attention",
-                        lambda *a, **kw: pytest.fail("SDPA called with dropout on a CPU"))
-    out, _ = attn.train()(q, k, v, None)
-    assert not torch.allclose(out[0], out[1])
-    torch.testing.assert_close(out.mean(0, keepdim=True), expected, rtol=0, atol=0.03)
-
-
-def test_bf16_autocast_on_cpu_runs_the_fused_kernel_in_fp32(monkeypatch):
-    """Under CPU bf16 autocast SDPA gets fp32 inputs (its bf16 backward is slow there);
-    the block still returns bf16, close to its fp32 output, and gradients flow."""
-    torch.manual_seed(0)
-    attn = MultiHeadAttention(32, 4, dropout=0.0, score="scaled_dot")
-    x = torch.randn(2, 5, 32, requires_grad=True)
-    mask = padding_mask(torch.tensor([[5] * 5, [5] * 3 + [PAD] * 2]), PAD)
-    q, k, v = attn.queries_keys_values(x)
-    expected, _ = attn(q, k, v, mask)
-    sdpa, seen = torch.nn.functional.scaled_dot_product_attention, []
-    monkeypatch.setattr("torch.nn.functional.scaled_dot_product_attention",
-                        lambda q, *a, **kw: seen.append(q.dtype) or sdpa(q, *a, **kw))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        q, k, v = attn.queries_keys_values(x)
-        out, _ = attn(q, k, v, mask)
-    assert seen == [torch.float32] and out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), expected, rtol=0, atol=0.05)
-    out.float().sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seq2seq.data import make_source
+from seq2seq.fast import accelerate
 from seq2seq.model.masks import target_mask
 from seq2seq.search import beam_search, greedy_search, length_penalty
 from tests.conftest import BOS, EOS, PAD, Uncached, tiny_model
@@ -20,12 +21,14 @@ TOL = 1e-4
 class EosBiased:
     """A model whose EOS logit is raised by `bias`, so that random models end sentences too.
 
-    It offers what search needs: encode, decode, logits, new_cache and pad_id.
+    It offers what search needs (model/protocol.py's Seq2SeqModel), from the model it wraps.
     """
 
     def __init__(self, model, bias: float):
         self.model, self.bias, self.pad_id = model, bias, model.pad_id
+        self.max_positions, self.beams_share_memory = model.max_positions, model.beams_share_memory
         self.encode, self.decode, self.new_cache = model.encode, model.decode, model.new_cache
+        self.top_k = model.top_k
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: (..., D) -> (..., V)."""
@@ -36,11 +39,17 @@ class EosBiased:
 
 @st.composite
 def cases(draw):
-    """(model, src (B, S), src_mask (B, 1, 1, S), max_lens (B,), beam size, alpha)."""
-    vocab = draw(st.sampled_from([8, 12, 40]))  # small vocabularies make EOS likely
+    """(model, src (B, S), src_mask (B, 1, 1, S), max_lens (B,), beam size, alpha).
+
+    The model is on the plain path or on the fast one (seq2seq.fast.accelerate).
+    """
+    # small vocabularies make EOS likely; 640 gives the fast top_tokens blocks to skip
+    vocab = draw(st.sampled_from([8, 12, 40, 640]))
     model = tiny_model(attention=draw(st.sampled_from(["scaled_dot", "cosine", "additive"])),
                        norm=draw(st.sampled_from(["pre", "post"])), vocab=vocab,
                        seed=draw(st.integers(0, 10_000)))
+    if draw(st.booleans()):
+        accelerate(model)
     model = EosBiased(model, draw(st.sampled_from([0.0, 2.0, 4.0])))
     sentence = st.lists(st.integers(4, vocab - 1), min_size=1, max_size=8)
     sources = draw(st.lists(sentence, min_size=1, max_size=5))
