@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from seq2seq.config import load_config
 from seq2seq.training.distributed import World, close_world, init_world
 from seq2seq.training.loop import fit, setup
+from seq2seq.training.run_dir import RunDir
 from tests.conftest import tiny_config_yaml, write_slice
 
 STEPS = 3
@@ -37,8 +38,9 @@ def rank_main(rank: int, world: int, port: int, config_path: str, run_dir: str, 
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     config = load_config(config_path, overrides(run_dir, accumulate=1))
     world = init_world(config.train.device)
-    run = setup(config, world, resume=False, overwrite=False, progress=False)
-    fit(run)
+    with RunDir(config.train.run_dir, world.is_main) as run_dir:
+        run = setup(config, world, run_dir, resume=False, overwrite=False, progress=False)
+        fit(run)
     torch.save(run.model.state_dict(), f"{out}/rank{rank}.pt")
     close_world(world)
 
@@ -50,8 +52,9 @@ def corpus(tmp_path_factory):
     config = tiny_config_yaml(tmp, data, batch_tokens=200)
     # Train the tokenizer once, so both runs share it.
     single = load_config(config, overrides(tmp / "single", accumulate=2))
-    run = setup(single, World(), resume=False, overwrite=False, progress=False)
-    fit(run)
+    with RunDir(single.train.run_dir, writer=True) as run_dir:
+        run = setup(single, World(), run_dir, resume=False, overwrite=False, progress=False)
+        fit(run)
     return tmp, config, run.model.state_dict()
 
 
@@ -80,8 +83,9 @@ def rank_resume(rank: int, world: int, port: int, config_path: str, run_dir: str
     config = load_config(config_path, sets)
     world = init_world(config.train.device)
     assert world.host_group is not None  # hosts agree over a gloo group of their own
-    run = setup(config, world, resume=resume, overwrite=False, progress=False)
-    fit(run)
+    with RunDir(config.train.run_dir, world.is_main) as run_dir:
+        run = setup(config, world, run_dir, resume=resume, overwrite=False, progress=False)
+        fit(run)
     torch.save(run.model.state_dict(), f"{out}/rank{rank}.pt")
     close_world(world)
 

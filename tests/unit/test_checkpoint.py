@@ -367,10 +367,10 @@ def test_average_never_writes_over_an_input(tmp_path, monkeypatch):
     inputs = [tmp_path / "a.pt", Path("../b.pt")]
     for output in (Path("../a.pt"), tmp_path / "link.pt", tmp_path / "hard.pt",
                    tmp_path / "sub/../b.pt"):
-        with pytest.raises(Seq2SeqError, match="is one of the inputs"):
+        with pytest.raises(Seq2SeqError, match="is also the input"):
             write_average(inputs, output)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before
-    with pytest.raises(Seq2SeqError, match="is a folder; name the file"):
+    with pytest.raises(Seq2SeqError, match="is a folder; give a file name"):
         write_average(inputs, tmp_path)
     write_average(inputs, Path("avg.pt"))
     assert load_checkpoint(Path("avg.pt"))["averaged_from"] == [str(p) for p in inputs]

@@ -150,7 +150,7 @@ BAD_RUNS = [
     (["train", "{dir}/ok.yaml", "--set", "train.run_dir= "], "train.run_dir must name"),
     (["prepare", "{dir}/ok.yaml", "--set", "train.max_time=0s", "--set", "train.max_steps=0"],
      "set at least one of"),
-    (["info", "{dir}"], "is a directory"),
+    (["info", "{dir}"], "is a folder"),
 ]
 
 
