@@ -1,0 +1,44 @@
+"""`prepare` and `train`: the commands that write a run directory."""
+
+from typing import Annotated
+
+import typer
+
+from seq2seq.commands.common import ConfigArg, SetOpt, fail
+
+
+def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Train the SentencePiece model(s) on the config's training text."""
+    from functools import partial
+
+    from seq2seq.config import load_config
+    from seq2seq.prepare import check_inputs
+    from seq2seq.prepare import prepare as run_prepare
+    from seq2seq.training.run_dir import RunDir
+
+    cfg = load_config(config, set_ or [])
+    log = partial(typer.echo, err=True)
+    with RunDir(cfg.train.run_dir, writer=True, log=log) as run:  # the one writer
+        run.check_unused()  # its checkpoints need the tokenizer they were trained with
+        check_inputs(cfg)
+        run_prepare(cfg, log=log)
+
+
+def train(config: ConfigArg, set_: SetOpt = None,
+          resume: Annotated[bool, typer.Option(
+              help="Continue exactly from RUN_DIR/last.pt.")] = False,
+          overwrite: Annotated[bool, typer.Option(
+              help="Delete the run directory's checkpoints and start again.")] = False,
+          progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
+    """Train a model (runs `prepare` first when the tokenizer is missing)."""
+    from seq2seq.config import load_config
+    from seq2seq.training.loop import Interrupted
+    from seq2seq.training.loop import train as run_train
+
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other")
+    cfg = load_config(config, set_ or [])
+    try:
+        run_train(cfg, resume=resume, overwrite=overwrite, progress=progress)
+    except Interrupted as stop:
+        fail(str(stop), code=130)
