@@ -7,10 +7,11 @@ import torch
 
 from seq2seq.config import ModelConfig
 from seq2seq.model.build import build_model
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "multi30k"  # Multi30k's files, beside the repo
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
+PAD, UNK, BOS, EOS = PAD_ID, UNK_ID, BOS_ID, EOS_ID  # the ids every tokenizer here uses
 VOCAB = 40
 
 

@@ -20,9 +20,9 @@ from seq2seq.data import (
     token_batches,
 )
 from seq2seq.errors import Seq2SeqError
-from seq2seq.tokenizer import Tokenizer, train_tokenizer
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
-PAD, BOS, EOS = 0, 2, 3
+PAD, BOS, EOS = PAD_ID, BOS_ID, EOS_ID
 
 
 @pytest.fixture(scope="module")
