@@ -259,8 +259,8 @@ class Batch:
 
 def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> Tensor:
     """Right-pad id lists to the longest one.  Returns (B, L) long."""
-    # Padding Python lists and calling torch.tensor once is ~4x faster than torch.full
-    # plus a slice per row, or pad_sequence, for 200 sentences of ~15 tokens.
+    # One torch.tensor call over padded lists beats a fill plus a slice per row, or
+    # pad_sequence, for batches of short sentences.
     width = max((len(s) for s in seqs), default=0)
     rows = [[*s, *[pad_id] * (width - len(s))] for s in seqs]
     return torch.tensor(rows, dtype=torch.long).view(len(rows), width)  # (B, L), even if B = 0
@@ -322,9 +322,8 @@ def token_batches(
     Pairs are sorted by (longer side, tgt_len, src_len), ties broken at random, and packed
     greedily so that n_sentences * (longest side in the batch + 1) <= max_tokens; the + 1
     is the BOS/EOS every side gains in make_batch. Sorting on the longer side first fills
-    each batch to the budget's width on both sides: on Multi30k de->en (4096 tokens) it
-    pads 4.3% of positions against 6.7% sorted by (tgt_len, src_len), whose batches
-    padded the source by 12%, and holds 9% more target tokens a batch. A pair too long
+    each batch to the budget's width on both sides, so less of it is padding than when
+    sorted by target length (docs/speed.md has the figures). A pair too long
     for the budget on its own forms a batch of one. With shuffle, the order of the
     batches is shuffled too.
     Deterministic given (seed, epoch); every index appears in exactly one batch.
