@@ -67,8 +67,10 @@ def _check_readable(path: Path, key: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        hint = ("; `seq2seq download multi30k` fetches it" if "multi30k" in str(path).lower()
-                else f"; check {key} in the config")
+        hint = f"; check {key} in the config"
+        if "multi30k" in str(path).lower():  # a recipe run before its data was fetched
+            where = "" if path.parent == Path("data/multi30k") else f" --dir {path.parent}"
+            hint = f"; `seq2seq download multi30k{where}` fetches it"
         raise Seq2SeqError(f"file not found: {path} ({named}){hint}") from None
     except OSError as e:
         raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None

@@ -103,6 +103,22 @@ def test_evaluate_names_data_test_and_the_directory_it_read_from(run, tmp_path, 
                           f"relative to the current directory {moved}")
 
 
+def test_a_multi30k_recipe_without_its_data_says_how_to_fetch_it(tmp_path, monkeypatch):
+    from seq2seq.prepare import check_inputs
+
+    monkeypatch.chdir(tmp_path)
+    recipe = Path(__file__).resolve().parents[2] / "configs/multi30k_de_en.yaml"
+    for prefix, command in (("data/multi30k/train", "`seq2seq download multi30k` fetches"),
+                            ("corpora/multi30k/train",
+                             "`seq2seq download multi30k --dir corpora/multi30k` fetches")):
+        config = load_config(recipe, [f"data.train={prefix}", f"train.run_dir={tmp_path}/r"])
+        with pytest.raises(Seq2SeqError) as error:
+            check_inputs(config)
+        message = str(error.value)
+        assert command in message and "named by data.train" in message
+        assert f"relative to the current directory {tmp_path}" in message
+
+
 def test_evaluate_takes_both_files_or_neither(run, capfd, monkeypatch):
     folder, data = run
     src, ref = data / "test.src", data / "test.tgt"
