@@ -121,15 +121,11 @@ def non_finite_weight(weights: dict[str, Any]) -> str | None:
     return None
 
 
-def resolve_checkpoint(path: str | Path, pick: bool = True, what: str = "checkpoint") -> Path:
-    """The checkpoint file a path names: the file itself, or for a folder (a run directory)
-    its best.pt, or its only *.pt file; the choice is said on stderr ("using RUN/best.pt").
-
-    pick: False refuses any folder (e.g. for `average`, where choosing one file would be
-    wrong), naming the checkpoints inside it. Every other folder is one Seq2SeqError that
-    names the checkpoints inside it, or says it holds none. A path that is not a folder is
-    returned as it is; load_checkpoint says what is wrong with it.
-    """
+def resolve_checkpoint(path: str | Path, pick: bool = True) -> Path:
+    """The file a checkpoint path names: a folder (a run directory) means its best.pt, else
+    its only *.pt, said on stderr ("using RUN/best.pt"); any other folder is a Seq2SeqError
+    naming the checkpoints in it. pick=False refuses every folder (`average`); a path that
+    is not a folder is returned as it is, for load_checkpoint to judge."""
     path = Path(path)
     if not path.is_dir():
         return path
@@ -139,7 +135,7 @@ def resolve_checkpoint(path: str | Path, pick: bool = True, what: str = "checkpo
         raise Seq2SeqError(f"cannot list the folder {path}: {error.strerror}") from None
     if not found:
         raise Seq2SeqError(f"{path} is a folder with no checkpoints (*.pt) in it; give a "
-                           f"{what} file, e.g. RUN_DIR/best.pt written by `seq2seq train`")
+                           "checkpoint file, e.g. RUN_DIR/best.pt written by `seq2seq train`")
     best = path / "best.pt"
     chosen = best if best in found else found[0] if len(found) == 1 else None
     if pick and chosen is not None:
@@ -147,9 +143,9 @@ def resolve_checkpoint(path: str | Path, pick: bool = True, what: str = "checkpo
         return chosen
     names = ", ".join(str(p) for p in found[:6]) + (", ..." if len(found) > 6 else "")
     if pick:
-        raise Seq2SeqError(f"{path} is a folder, not a {what}, and holds several with no "
+        raise Seq2SeqError(f"{path} is a folder, not a checkpoint, and holds several with no "
                            f"best.pt among them: {names}; give one of them")
-    raise Seq2SeqError(f"{path} is a folder, not a {what}; name the files in it: {names}")
+    raise Seq2SeqError(f"{path} is a folder, not a checkpoint; name the files in it: {names}")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
