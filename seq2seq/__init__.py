@@ -1,7 +1,17 @@
 """seq2seq: a small Transformer translation trainer.
 
+The Python API is one class, `Translator`, rebuilt from a checkpoint alone:
+
     from seq2seq import Translator
-    Translator.from_checkpoint("runs/toy/best.pt").translate(["a sentence ."])
+
+    translator = Translator.from_checkpoint("runs/toy/best.pt")  # or "runs/toy": its best.pt
+    translator.translate("the big dog sees two cats .")           # a string in, a string out
+    translator.translate(["a line .", "another ."], beam_size=5)  # a list in, a list out
+
+Options left out take the checkpoint's `decode` section; errors a caller can cause (a
+missing or damaged checkpoint, an option out of range) raise `seq2seq.errors.Seq2SeqError`,
+and a wrong argument type raises TypeError. Training, evaluation and the rest are the
+`seq2seq` command (docs/cli.md).
 """
 
 __all__ = ["Translator"]

@@ -121,6 +121,33 @@ def non_finite_weight(weights: dict[str, Any]) -> str | None:
     return None
 
 
+def resolve_checkpoint(path: str | Path, pick: bool = True) -> Path:
+    """The file a checkpoint path names: a folder (a run directory) means its best.pt, else
+    its only *.pt, said on stderr ("using RUN/best.pt"); any other folder is a Seq2SeqError
+    naming the checkpoints in it. pick=False refuses every folder (`average`); a path that
+    is not a folder is returned as it is, for load_checkpoint to judge."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    try:
+        found = sorted(p for p in path.iterdir() if p.suffix == ".pt" and p.is_file())
+    except OSError as error:
+        raise Seq2SeqError(f"cannot list the folder {path}: {error.strerror}") from None
+    if not found:
+        raise Seq2SeqError(f"{path} is a folder with no checkpoints (*.pt) in it; give a "
+                           "checkpoint file, e.g. RUN_DIR/best.pt written by `seq2seq train`")
+    best = path / "best.pt"
+    chosen = best if best in found else found[0] if len(found) == 1 else None
+    if pick and chosen is not None:
+        print(f"using {chosen}", file=sys.stderr)
+        return chosen
+    names = ", ".join(str(p) for p in found[:6]) + (", ..." if len(found) > 6 else "")
+    if pick:
+        raise Seq2SeqError(f"{path} is a folder, not a checkpoint, and holds several with no "
+                           f"best.pt among them: {names}; give one of them")
+    raise Seq2SeqError(f"{path} is a folder, not a checkpoint; name the files in it: {names}")
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely and verify it; every failure is one Seq2SeqError naming it."""
     path = Path(path)

@@ -6,9 +6,14 @@ them, and turns errors a user can cause into one line on stderr and exit code 2.
 """
 
 import sys
+import typing
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
+from seq2seq import __version__
 from seq2seq.commands.scoring import average, download, evaluate
 from seq2seq.commands.training import prepare, train
 from seq2seq.commands.translating import translate
@@ -16,12 +21,133 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.files import reason, user_os_error
 from seq2seq.inspection.commands import attention, info, plot
 
+# One example per line, shown at the end of each command's --help (and in docs/cli.md).
+EXAMPLES = {
+    "prepare": """\
+seq2seq prepare configs/toy.yaml   # RUN_DIR/spm.model, or spm.SRC.model and spm.TGT.model
+""",
+    "train": """\
+seq2seq train configs/toy.yaml
+seq2seq train configs/toy.yaml --set train.lr=0.001 --set model.norm=post
+seq2seq train configs/toy.yaml --resume      # continue exactly from RUN_DIR/last.pt
+seq2seq train configs/toy.yaml --overwrite   # delete RUN_DIR's checkpoints, start again
+torchrun --nproc-per-node 2 -m seq2seq train configs/toy.yaml   # see distributed.md
+""",
+    "translate": """\
+seq2seq translate runs/toy/best.pt "the big dog sees two small cats ."
+echo "we sang ." | seq2seq translate runs/toy --beam-size 1   # a run directory: its best.pt
+seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
+""",
+    "evaluate": """\
+seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tgt
+seq2seq evaluate runs/toy/best.pt --json            # data.test of the checkpoint's config
+seq2seq evaluate runs/toy/best.pt --hyp hyp.txt --ref data/toy/test.tgt --lowercase
+""",
+    "average": """\
+seq2seq average runs/x/best-step3000.pt runs/x/best-step3500.pt -o avg.pt
+""",
+    "download": """\
+seq2seq download multi30k --dir data/multi30k
+seq2seq download multi30k --mirror ../shared/data/multi30k   # from a local copy
+""",
+    "info": """\
+seq2seq info configs/toy.yaml      # or a checkpoint: parameters by component, FLOPs per token
+""",
+    "attention": """\
+seq2seq attention runs/toy/best.pt "we sang ." -o attention.png   # or .html
+""",
+    "plot": """\
+seq2seq plot runs/toy runs/other -o curves.png
+""",
+}
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # inherited by every command
+
+
+def _print_version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        typer.echo(f"seq2seq {__version__}")
+        raise typer.Exit()
+
+
+def _version_option():
+    """--version, built by Typer from a plain function (so its help renders like the rest)
+    and shared by the app and every command; it never reaches a command's function."""
+    probe = typer.Typer(add_completion=False)
+
+    @probe.command()
+    def probe_version(version: Annotated[bool, typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version,
+            is_eager=True)] = False) -> None:
+        pass
+
+    (option,) = typer.main.get_command(probe).params
+    option.expose_value = False
+    return option
+
+
+VERSION = _version_option()
+
+
+def _type_word(annotation) -> str:
+    if typing.get_origin(annotation) is list:
+        return _type_word(typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return "PATH"
+    return {int: "INTEGER", float: "FLOAT", str: "TEXT"}.get(annotation, "VALUE")
+
+
+def _readable(param) -> None:
+    """Help names a parameter's type PATH, INTEGER, a|b or (for a flag) nothing, where Typer
+    would print <path>, <int>, <list[str]> or <bool>; an explicit metavar= is kept."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return
+    if param.param_type_name == "argument" and param.metavar is None:
+        param.metavar = param.name.upper()  # CHECKPOINTS, as usage lines spell arguments
+    if getattr(param, "is_flag", False):
+        word = ""
+    elif param.metavar is not None and param.param_type_name == "option":
+        word = param.metavar
+    elif desc.is_choice:
+        word = "|".join(map(str, desc.choices or ()))
+    else:
+        word = _type_word(desc.annotation)
+    if word and param.param_type_name == "option" and param.nargs != 1:
+        word += "..."
+    param.display_type_rich = lambda ctx: word  # what both help formatters print
+
+
+class _Readable:
+    """--version beside --help, and readable types for every parameter."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.append(VERSION)
+        for param in self.params:
+            _readable(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _readable(option)
+        return option
+
+
+class Command(_Readable, TyperCommand):
+    """A command of the app."""
+
+
+class Group(_Readable, TyperGroup):
+    """The app; its context settings give it and every command -h as well as --help."""
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  cls=Group, context_settings=HELP_OPTIONS,
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
 for command in (prepare, train, translate, evaluate, average, download, info, attention, plot):
-    app.command()(command)
+    app.command(cls=Command, epilog="Examples:\n" + EXAMPLES[command.__name__])(command)
 
 
 def main() -> None:

@@ -49,9 +49,12 @@ class TokenizerConfig:
     vocab_size: int = 8000  # a soft limit: small corpora get a smaller vocabulary
     model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"  # SentencePiece algorithm
     character_coverage: float = 1.0  # share of characters covered, in [0.9, 1]
+    byte_fallback: bool = False  # unknown characters as 256 byte pieces, not <unk>
 
     def validate(self) -> None:
         _within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]")
+        _require(not (self.byte_fallback and self.model_type == "word"), "tokenizer.byte_fallback",
+                 "needs model_type unigram, bpe or char (a word model spells no bytes)")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import hashlib
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from seq2seq.files import atomic_write
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.tokenizer import Tokenizer
 
+STDIN = Path("-")  # the file name that means standard input
 CACHE_VERSION = 1  # bump when the cache layout changes, so old files are ignored
 UTF16_HELP = ("the text is UTF-16, not UTF-8; convert it with "
               "`iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8`")
@@ -33,25 +35,28 @@ UTF16_HELP = ("the text is UTF-16, not UTF-8; convert it with "
 def read_lines(path: Path) -> list[str]:
     """Read a UTF-8 text file as a list of lines, line terminators (LF or CRLF) removed.
 
-    Inner and trailing whitespace is kept; a leading byte-order mark is dropped.  Only
-    "\\n" ends a line: other Unicode line separators (U+2028, form feed, ...) stay part of
-    the line, so two parallel files never drift out of alignment because of them.
+    `-` is standard input.  Inner and trailing whitespace is kept; a leading byte-order
+    mark is dropped.  Only "\\n" ends a line: other Unicode line separators (U+2028, form
+    feed, ...) stay part of the line, so two parallel files never drift out of alignment
+    because of them.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
     except FileNotFoundError:
-        raise Seq2SeqError(f"file not found: {path}; check the path in the config") from None
+        where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
+        raise Seq2SeqError(f"file not found: {path}{where}; check the path") from None
     except OSError as e:
         raise Seq2SeqError(f"cannot read {path}: {e.strerror}; check the path") from None
+    name = "stdin" if path == STDIN else str(path)
     if looks_like_utf16(data, first=True):
-        raise Seq2SeqError(f"{path}: {UTF16_HELP}")
+        raise Seq2SeqError(f"{name}: {UTF16_HELP}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise Seq2SeqError(
-            f"{path}, line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); re-encode the "
+            f"{name}, line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); re-encode the "
             "file as UTF-8 from its encoding, e.g. `iconv -f latin1 -t UTF-8` for Latin-1"
         ) from None
     text = text.removeprefix("\ufeff")

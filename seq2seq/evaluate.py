@@ -1,22 +1,42 @@
 """Evaluate a checkpoint: translate a source file and score it against references."""
 
+import sys
 from pathlib import Path
 
 from seq2seq.checkpoint import checkpoint_config, load_checkpoint
-from seq2seq.data import read_lines
+from seq2seq.data import STDIN, read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import score
+from seq2seq.prepare import check_inputs, corpus_paths
 from seq2seq.translate import Translator
 
 
 def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
-    """data.test's source and target files, from the checkpoint's own config."""
+    """data.test's source and target files, from the checkpoint's own config; a missing one
+    is a Seq2SeqError naming data.test (and the directory a relative path is read from)."""
     config = checkpoint_config(load_checkpoint(checkpoint), str(checkpoint))
     if not config.data.test:
         raise Seq2SeqError("give --src and --ref (the checkpoint's config has no data.test)")
-    d = config.data
-    return Path(f"{d.test}.{d.src}"), Path(f"{d.test}.{d.tgt}")
+    check_inputs(config, splits=("test",))
+    return corpus_paths(config, config.data.test)
+
+
+def scored_files(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None
+                 ) -> tuple[Path | None, Path]:
+    """(src, ref): both given, or both data.test's; one without the other is refused, since
+    a reference belongs to its own source (and --hyp needs its reference too)."""
+    given = src if hyp is None else hyp
+    if given is None and ref is None:
+        return default_test_files(checkpoint)
+    if ref is None:
+        option = "--src" if hyp is None else "--hyp"
+        raise Seq2SeqError(f"{option} needs --ref (its reference file); give both, or neither "
+                           "to use the checkpoint's data.test files")
+    if given is None:
+        raise Seq2SeqError("--ref needs --src (or --hyp); give both, or neither to use the "
+                           "checkpoint's data.test files")
+    return src, ref
 
 
 def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None = None,
@@ -28,11 +48,10 @@ def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | N
     Scores detokenized output against raw references. Returns a dict with the scores,
     sacreBLEU signatures, the sentence count and the decoding settings.
     """
-    if src is None or ref is None:
-        default_src, default_ref = default_test_files(checkpoint)
-        src, ref = src or default_src, ref or default_ref
+    src, ref = scored_files(checkpoint, src, ref, hyp)
     if output is not None:  # before any translating, and never over an input
-        output = check_output(output, [checkpoint, src, ref, hyp], "-o")
+        stdin = sys.stdin if STDIN in (src, ref, hyp) else None
+        output = check_output(output, [checkpoint, src, ref, hyp], "-o", stdin=stdin)
     references = _nonempty(read_lines(ref), ref, "reference")
     beam = None
     if hyp is not None:  # scoring a file: no model needed

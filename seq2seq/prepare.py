@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2seq.config import Config
+from seq2seq.config import Config, TokenizerConfig
 from seq2seq.data import EncodedCorpus, ParallelText, encode_parallel, filter_long, read_parallel
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write
@@ -67,8 +67,10 @@ def _check_readable(path: Path, key: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        hint = ("; `seq2seq download multi30k` fetches it" if "multi30k" in str(path).lower()
-                else f"; check {key} in the config")
+        hint = f"; check {key} in the config"
+        if "multi30k" in str(path).lower():  # a recipe run before its data was fetched
+            where = "" if path.parent == Path("data/multi30k") else f" --dir {path.parent}"
+            hint = f"; `seq2seq download multi30k{where}` fetches it"
         raise Seq2SeqError(f"file not found: {path} ({named}){hint}") from None
     except OSError as e:
         raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None
@@ -114,7 +116,7 @@ def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer,
         lines = text.src + text.tgt if side == "joint" else getattr(text, side)
         tok = config.tokenizer
         made[side] = train_tokenizer(lines, tok.vocab_size, tok.model_type,
-                                     tok.character_coverage)
+                                     tok.character_coverage, byte_fallback=tok.byte_fallback)
         _save(made[side], path, record)
         log(f"prepare: {SIDE_NAMES[side]} SentencePiece model, {made[side].vocab_size} "
             f"pieces -> {path}")
@@ -173,6 +175,8 @@ def _status(path: Path, record: dict) -> tuple[str, str]:
         raise Seq2SeqError(f"{path} is not the model {manifest.name} describes (replaced by "
                            "hand, or a save was interrupted); delete both to train a new one, "
                            f"or delete {manifest.name} to use {path.name} as it is")
+    # a key newer than the manifest was trained at its default, so it changes nothing
+    settings = {**dataclasses.asdict(TokenizerConfig()), **settings}
     changes = [f"tokenizer.{k} {settings.get(k)!r} -> {v!r}"
                for k, v in record["settings"].items() if settings.get(k) != v]
     changes += [f"the training text {now['path']} changed" for side, now in record["text"].items()

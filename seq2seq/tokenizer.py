@@ -88,6 +88,19 @@ class Tokenizer:
             return []  # SentencePiece reads an empty list as one empty sequence and returns ""
         return self._sp.decode([_strip_specials(seq) for seq in ids])
 
+    def unknown_characters(self, line: str) -> list[str]:
+        """The characters of `line` this model has no piece for (encoded as <unk>), in order;
+        whitespace is not counted."""
+        chars = sorted({c for c in line if not c.isspace()})
+        # one character at a time, since the pieces' surfaces are not in every version's API
+        unknown = {c for c, ids in zip(chars, self.encode(chars), strict=True) if UNK_ID in ids}
+        return [c for c in line if c in unknown]
+
+    @property
+    def byte_fallback(self) -> bool:
+        """Whether characters without a piece are spelled as UTF-8 bytes (never <unk>)."""
+        return self._sp.piece_to_id("<0x41>") != UNK_ID
+
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """Token ids -> their subword strings (e.g. '▁the'), for attention plots."""
         return [self._sp.id_to_piece(int(i)) for i in ids]
@@ -102,13 +115,16 @@ def train_tokenizer(
     model_type: str = "unigram",
     character_coverage: float = 1.0,
     threads: int = 2,
+    byte_fallback: bool = False,
 ) -> Tokenizer:
     """Train a SentencePiece model on `lines` in memory, with no files and no log output.
 
     lines: training sentences, one per item.  vocab_size is an upper bound: a corpus too
     small to fill it gives a smaller vocabulary instead of an error.  model_type is one of
-    "unigram", "bpe", "char", "word".  The result depends only on the arguments (the
-    thread count is recorded in the model bytes but does not change the vocabulary).
+    "unigram", "bpe", "char", "word".  byte_fallback: 256 byte pieces spell any character
+    the vocabulary lacks, so no input becomes <unk>.  The result depends only on the
+    arguments (the thread count is recorded in the model bytes but does not change the
+    vocabulary).
     """
     if not any(line.strip() for line in lines):
         raise Seq2SeqError(
@@ -127,6 +143,7 @@ def train_tokenizer(
             vocab_size=vocab_size,
             model_type=model_type,
             character_coverage=character_coverage,
+            byte_fallback=byte_fallback,
             num_threads=threads,
             pad_id=PAD_ID,
             unk_id=UNK_ID,

@@ -1,11 +1,15 @@
-"""What the commands share: the config and checkpoint arguments, --set, and failing in one line."""
+"""What the commands share: the config and checkpoint arguments, --set, stdin as `-`, and
+failing in one line."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from seq2seq.errors import Seq2SeqError
 from seq2seq.files import check_regular_file
+
+STDIN = Path("-")  # as a file to read: standard input (data.read_lines; importing it needs torch)
 
 
 def config_file(path: Path) -> Path:
@@ -13,11 +17,29 @@ def config_file(path: Path) -> Path:
     return check_regular_file(path, "config file")
 
 
+def checkpoint_file(path: Path) -> Path:
+    """A run directory given as the checkpoint means its best.pt (see resolve_checkpoint)."""
+    from seq2seq.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(path)
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/toy.yaml).",
-                                           callback=config_file)]
-CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by `train` (*.pt).")]
+                                           callback=config_file, metavar="CONFIG")]
+CheckpointArg = Annotated[Path, typer.Argument(
+    help="A checkpoint written by `train` (*.pt), or its run directory (uses best.pt).",
+    callback=checkpoint_file, metavar="CHECKPOINT")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]
+    "--set", metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]
+
+
+def one_stdin(paths: dict[str, Path | None]) -> None:
+    """Refuse `-` (stdin) for more than one of the options in `paths` (name -> value)."""
+    taking = [name for name, path in paths.items() if path == STDIN]
+    if len(taking) > 1:
+        raise Seq2SeqError(f"{' and '.join(taking)} both read stdin (`-`); give at most one "
+                           "of them as `-`")
 
 
 def fail(message: str, code: int = 2) -> None:

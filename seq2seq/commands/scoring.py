@@ -7,15 +7,19 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import CheckpointArg, fail
+from seq2seq.commands.common import CheckpointArg, fail, one_stdin
 
 
 def evaluate(
     checkpoint: CheckpointArg,
-    src: Annotated[Path | None, typer.Option(help="Source file. Default: data.test's.")] = None,
-    ref: Annotated[Path | None, typer.Option(help="Reference file. Default: data.test's.")] = None,
+    src: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Source file (`-`: stdin). Default: data.test's.")] = None,
+    ref: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Reference file (`-`: stdin); give it with --src or --hyp. "
+                             "Default: data.test's.")] = None,
     hyp: Annotated[Path | None, typer.Option(
-        help="Score this hypothesis file instead of translating --src.")] = None,
+        metavar="FILE", help="Score this hypothesis file (`-`: stdin) instead of translating "
+                             "--src.")] = None,
     beam_size: Annotated[int | None, typer.Option(
         help="1 = greedy. Default: the checkpoint's decode.beam_size.")] = None,
     length_penalty: Annotated[float | None, typer.Option(help="GNMT alpha.")] = None,
@@ -29,6 +33,7 @@ def evaluate(
     """Translate --src and print corpus BLEU and chrF against --ref (sacreBLEU)."""
     from seq2seq.evaluate import evaluate as run_evaluate
 
+    one_stdin({"--src": src, "--ref": ref, "--hyp": hyp})
     result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
                           lowercase, device, output)
     if as_json:
@@ -49,7 +54,9 @@ def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints 
             output: Annotated[Path, typer.Option("-o", "--output", help="Write here.")]) -> None:
     """Average the weights of several checkpoints of one model."""
     from seq2seq.averaging import write_average
+    from seq2seq.checkpoint import resolve_checkpoint
 
+    checkpoints = [resolve_checkpoint(path, pick=False) for path in checkpoints]
     write_average(checkpoints, output)
     typer.echo(f"averaged {len(checkpoints)} checkpoints -> {output}", err=True)
 

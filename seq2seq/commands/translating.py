@@ -8,16 +8,19 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import CheckpointArg, fail
+from seq2seq.commands.common import STDIN, CheckpointArg, fail
 from seq2seq.errors import Seq2SeqError
 
 
 def translate(
     checkpoint: CheckpointArg,
     sentences: Annotated[list[str] | None, typer.Argument(
-        help="Sentences to translate; without them, stdin is read line by line.")] = None,
-    input: Annotated[Path | None, typer.Option("-i", "--input", help="Read this file.")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write this file.")] = None,
+        help="Sentences to translate; without them, stdin is read line by line.",
+        metavar="SENTENCES")] = None,
+    input: Annotated[Path | None, typer.Option(
+        "-i", "--input", metavar="FILE", help="Read this file (`-`: stdin).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", metavar="FILE", help="Write this file.")] = None,
     beam_size: Annotated[int | None, typer.Option(
         help="1 = greedy. Default: the checkpoint's decode.beam_size.")] = None,
     length_penalty: Annotated[float | None, typer.Option(
@@ -34,6 +37,8 @@ def translate(
 
     if sentences and input:
         fail("give sentences as arguments or --input FILE, not both")
+    if input == STDIN:  # `-i -` is stdin, read as without --input
+        input = None
     reads_stdin = not (sentences or input)
     if output is not None:  # before the model is loaded and anything translated
         output = check_output(output, [checkpoint, input], "-o",

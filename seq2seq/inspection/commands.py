@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seq2seq.commands.common import CheckpointArg
 from seq2seq.errors import Seq2SeqError
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ CONFIG_SUFFIXES = (".yaml", ".yml")
 
 def info(
     target: Annotated[Path, typer.Argument(
-        help="A YAML config (*.yaml) or a checkpoint written by `train` (*.pt).")],
+        help="A YAML config (*.yaml), a checkpoint written by `train` (*.pt), or its run "
+             "directory (uses best.pt).", metavar="CONFIG_OR_CHECKPOINT")],
     src_len: Annotated[int, typer.Option(
         help="Source tokens per sentence (EOS included) for the FLOPs estimate.")] = 20,
     tgt_len: Annotated[int, typer.Option(
@@ -30,11 +32,13 @@ def info(
              "FLOPs estimate.")] = 20,
 ) -> None:
     """Print the model's parameters by component and its FLOPs per target token."""
+    from seq2seq.checkpoint import resolve_checkpoint
     from seq2seq.files import check_regular_file
     from seq2seq.inspection.accounting import flops_per_target_token, format_table, parameter_table
 
     if src_len < 1 or tgt_len < 1:
         raise Seq2SeqError(f"--src-len and --tgt-len must be >= 1, got {src_len} and {tgt_len}")
+    target = resolve_checkpoint(target)  # a run directory: its best.pt
     check_regular_file(target, "config or checkpoint")
     if target.suffix.lower() in CONFIG_SUFFIXES:
         model, config, vocab_note = _model_from_config(target)
@@ -115,23 +119,25 @@ def _si(flops: float) -> tuple[float, str]:
 
 
 def attention(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `train` (*.pt).")],
-    sentence: Annotated[str, typer.Argument(help="The source sentence to translate.")],
+    checkpoint: CheckpointArg,
+    sentence: Annotated[str, typer.Argument(help="The source sentence to translate.",
+                                            metavar="SENTENCE")],
     output: Annotated[Path, typer.Option(
-        "-o", "--output",
+        "-o", "--output", metavar="FILE",
         help="Image to write (.png, .pdf, .svg), or .html for an interactive page.")],
-    beam_size: Annotated[int, typer.Option(help="1 = greedy.")] = 1,
+    beam_size: Annotated[int | None, typer.Option(
+        help="1 = greedy. Default: the checkpoint's decode.beam_size, as `translate`.")] = None,
 ) -> None:
     """Translate a sentence and draw every layer's attention weights."""
     from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.attention_maps import draw_png, write_html
     from seq2seq.translate import Translator
 
-    if beam_size < 1:
+    if beam_size is not None and beam_size < 1:
         raise Seq2SeqError(f"--beam-size must be >= 1, got {beam_size}")
     target = check_output(output, [checkpoint], "-o")
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
-    translator.options(beam_size)
+    beam_size = translator.options(beam_size)[0]
     maps = sentence_attention(translator, sentence, beam_size)
     with atomic_path(target) as tmp:
         if output.suffix.lower() == ".html":
@@ -151,9 +157,11 @@ def sentence_attention(translator: "Translator", sentence: str, beam_size: int
     from seq2seq.data import make_source
     from seq2seq.inspection.attention_maps import AttentionMaps
     from seq2seq.model.masks import target_mask
+    from seq2seq.translate import report_unknown
 
     model, src_tok, tgt_tok = translator.model, translator.src_tok, translator.tgt_tok
     ids = src_tok.encode([sentence])[0]
+    report_unknown(src_tok, [sentence], [ids])
     if not ids:
         raise Seq2SeqError("attention: the sentence is empty; give a sentence to translate")
     if len(ids) >= model.max_positions:
