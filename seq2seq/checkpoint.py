@@ -20,7 +20,6 @@ import functools
 import hashlib
 import os
 import pickle
-import re
 import sys
 import zipfile
 import zlib
@@ -34,7 +33,7 @@ from torch import nn
 from seq2seq.config import Config, from_dict
 from seq2seq.errors import Seq2SeqError
 from seq2seq.fast import accelerate
-from seq2seq.files import atomic_write
+from seq2seq.files import atomic_write, file_kind
 from seq2seq.model.build import build_model
 from seq2seq.tokenizer import Tokenizer
 
@@ -203,39 +202,6 @@ def _zip_damage(path: Path) -> str | None:
     if bad is not None:
         return f"{bad} fails its CRC check"
     return None if any(name.endswith("/data.pkl") for name in names) else ""
-
-
-def file_kind(path: Path, head: bytes) -> str | None:
-    """What a file that is not a torch zip archive is, from its name and first bytes."""
-    if not head:
-        return "an empty file"
-    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
-        return "a Python pickle (left unread: a pickle can run code)"
-    if head.startswith(b"\x1f\x8b"):
-        return "a gzip file"
-    if head.startswith(b"\n") and (b"<unk>" in head or path.suffix == ".model"):
-        return "a SentencePiece model"
-    text = _as_text(head)
-    if text is None:
-        return None
-    suffix, start = path.suffix.lower(), text.lstrip()[:1]
-    if suffix == ".json" or (start and start in "{["):
-        return "a JSON file"
-    if suffix in (".yaml", ".yml") or re.search(r"(?m)^[\w.-]+:(\s|$)", text):
-        return "a YAML file"
-    return "a text file"
-
-
-def _as_text(head: bytes) -> str | None:
-    """The bytes as UTF-8 text (a character cut at the end is allowed), or None."""
-    if b"\0" in head:
-        return None
-    try:
-        return head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 3:
-            return None
-        return head[: error.start].decode("utf-8")
 
 
 def _check_version(state: Any, path: Path) -> int:

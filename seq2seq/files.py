@@ -8,6 +8,7 @@ An output that is also one of the command's inputs is refused before anything is
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -305,3 +306,36 @@ def _is_stdin_file(target: Path, stdin: IO) -> bool:
     except (OSError, ValueError, AttributeError):  # not a real file, or no output yet
         return False
     return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def file_kind(path: Path, head: bytes) -> str | None:
+    """What a file that is not a torch zip archive is, from its name and first bytes."""
+    if not head:
+        return "an empty file"
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:
+        return "a Python pickle (left unread: a pickle can run code)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file"
+    if head.startswith(b"\n") and (b"<unk>" in head or path.suffix == ".model"):
+        return "a SentencePiece model"
+    text = _as_text(head)
+    if text is None:
+        return None
+    suffix, start = path.suffix.lower(), text.lstrip()[:1]
+    if suffix == ".json" or (start and start in "{["):
+        return "a JSON file"
+    if suffix in (".yaml", ".yml") or re.search(r"(?m)^[\w.-]+:(\s|$)", text):
+        return "a YAML file"
+    return "a text file"
+
+
+def _as_text(head: bytes) -> str | None:
+    """The bytes as UTF-8 text (a character cut at the end is allowed), or None."""
+    if b"\0" in head:
+        return None
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:
+            return None
+        return head[: error.start].decode("utf-8")
