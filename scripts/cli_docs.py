@@ -57,7 +57,12 @@ seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
     "evaluate": """\
 seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tgt
 seq2seq evaluate runs/toy/best.pt --json            # data.test of the checkpoint's config
-seq2seq evaluate runs/toy/best.pt --hyp hyp.txt --ref data/toy/test.tgt --lowercase
+seq2seq evaluate --hyp hyp.txt --ref data/toy/test.tgt --metrics bleu,chrf,ter
+seq2seq evaluate runs/toy/best.pt --tokenize intl --lowercase
+""",
+    "compare": """\
+seq2seq compare --ref data/toy/test.tgt baseline.txt new.txt --method both
+seq2seq compare --ref data/toy/test.tgt --src data/toy/test.src runs/a/best.pt runs/b/best.pt
 """,
     "average": """\
 seq2seq average runs/x/best-step3000.pt runs/x/best-step3500.pt -o avg.pt
@@ -81,8 +86,12 @@ NOTES = {
     "translate": "Sentences come from the arguments, else `--input`, else stdin (line by line "
                  "at a terminal, in chunks from a pipe); one output line per input line, in "
                  "order. Options left out take the checkpoint's `decode` section.",
-    "evaluate": "Scores are sacreBLEU's corpus BLEU and chrF2 on detokenized output against "
-                "the raw references, printed with their signatures.",
+    "evaluate": "Scores are sacreBLEU's corpus BLEU, chrF2 and TER on detokenized output "
+                "against the raw references, printed with BLEU's breakdown and every "
+                "signature; `--json` adds the decoding settings and the files. See "
+                "[evaluation.md](evaluation.md).",
+    "compare": "The p-values come from sacreBLEU's own paired tests; a system identical to "
+               "the baseline gets p = 1. See [evaluation.md](evaluation.md).",
     "attention": "Plotting needs matplotlib: `pip install 'seq2seq[plot]'` (the dev install "
                  "has it). See [attention.md](attention.md).",
     "plot": "Plotting needs matplotlib: `pip install 'seq2seq[plot]'`.",
