@@ -48,6 +48,7 @@ def test_compare_json_holds_scores_intervals_and_p_values(systems, capfd, monkey
     assert report["n_samples"] == {"bootstrap": 200, "ar": 200} and report["seed"] == 12345
     baseline, worse = report["systems"]
     assert baseline["name"] == str(systems["perfect"]) and not baseline["checkpoint"]
+    assert baseline["lines_differing"] == 0 and worse["lines_differing"] == 40
     assert baseline["scores"]["bleu"] == {"score": 100.0, "mean": 100.0, "ci95": 0.0,
                                           "p_bootstrap": None, "p_ar": None}
     for metric in ("bleu", "chrf", "ter"):
@@ -62,7 +63,7 @@ def test_compare_of_a_system_against_itself_gives_p_one(systems, capfd, monkeypa
                  systems["perfect"], "--n-samples", "100", "--method", "both", "--json")
     assert result.code == 0, result.err
     same = json.loads(result.out)["systems"][1]
-    assert same["identical_to_baseline"]
+    assert same["identical_to_baseline"] and same["lines_differing"] == 0
     assert {same["scores"][m][f"p_{t}"] for m in ("bleu", "chrf") for t in ("bootstrap", "ar")
             } == {1.0}
 
