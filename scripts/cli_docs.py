@@ -43,8 +43,12 @@ NOTES = {
     "translate": "Sentences come from the arguments, else `--input`, else stdin (line by line "
                  "at a terminal, in chunks from a pipe); one output line per input line, in "
                  "order. Options left out take the checkpoint's `decode` section.",
-    "evaluate": "Scores are sacreBLEU's corpus BLEU and chrF2 on detokenized output against "
-                "the raw references, printed with their signatures.",
+    "evaluate": "Scores are sacreBLEU's corpus BLEU, chrF2 and TER on detokenized output "
+                "against the raw references, printed with BLEU's breakdown and every "
+                "signature; `--json` adds the decoding settings and the files. See "
+                "[evaluation.md](evaluation.md).",
+    "compare": "The p-values come from sacreBLEU's own paired tests; a system identical to "
+               "the baseline gets p = 1. See [evaluation.md](evaluation.md).",
     "attention": "Plotting needs matplotlib: `pip install 'seq2seq[plot]'` (the dev install "
                  "has it). See [attention.md](attention.md).",
     "plot": "Plotting needs matplotlib: `pip install 'seq2seq[plot]'`.",

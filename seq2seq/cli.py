@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from seq2seq import __version__
+from seq2seq.commands.comparing import compare
 from seq2seq.commands.scoring import average, download, evaluate
 from seq2seq.commands.training import prepare, train
 from seq2seq.commands.translating import translate
@@ -41,7 +42,12 @@ seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
     "evaluate": """\
 seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tgt
 seq2seq evaluate runs/toy/best.pt --json            # data.test of the checkpoint's config
-seq2seq evaluate runs/toy/best.pt --hyp hyp.txt --ref data/toy/test.tgt --lowercase
+seq2seq evaluate --hyp hyp.txt --ref data/toy/test.tgt --metrics bleu,chrf,ter
+seq2seq evaluate runs/toy/best.pt --tokenize intl --lowercase
+""",
+    "compare": """\
+seq2seq compare --ref data/toy/test.tgt baseline.txt new.txt --method both
+seq2seq compare --ref data/toy/test.tgt --src data/toy/test.src runs/a/best.pt runs/b/best.pt
 """,
     "average": """\
 seq2seq average runs/x/best-step3000.pt runs/x/best-step3500.pt -o avg.pt
@@ -146,7 +152,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
-for command in (prepare, train, translate, evaluate, average, download, info, attention, plot):
+for command in (prepare, train, translate, evaluate, compare, average, download, info,
+                attention, plot):
     app.command(cls=Command, epilog="Examples:\n" + EXAMPLES[command.__name__])(command)
 
 

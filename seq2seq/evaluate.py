@@ -1,13 +1,16 @@
-"""Evaluate a checkpoint: translate a source file and score it against references."""
+"""Evaluate a checkpoint (or a file of translations): score it against references, and say
+exactly how: the decoding settings, the files and the metrics' signatures."""
 
+import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from seq2seq.checkpoint import checkpoint_config, load_checkpoint
 from seq2seq.data import STDIN, read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
-from seq2seq.metrics import score
+from seq2seq.metrics import DEFAULT_METRICS, DEFAULT_TOKENIZE, check_metrics, score
 from seq2seq.prepare import check_inputs, corpus_paths
 from seq2seq.translate import Translator
 
@@ -39,44 +42,75 @@ def scored_files(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path
     return src, ref
 
 
-def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None = None,
-             beam_size: int | None = None, length_penalty: float | None = None,
-             batch_size: int | None = None, lowercase: bool = False, device: str = "auto",
-             output: Path | None = None) -> dict:
-    """Corpus BLEU and chrF of the checkpoint's translations of src against ref.
+def evaluate(checkpoint: Path | None, src: Path | None, ref: Path | None,
+             hyp: Path | None = None, beam_size: int | None = None,
+             length_penalty: float | None = None, batch_size: int | None = None,
+             lowercase: bool = False, device: str = "auto", output: Path | None = None, *,
+             max_len_ratio: float | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
+             tokenize: str = DEFAULT_TOKENIZE) -> dict:
+    """Corpus scores of the checkpoint's translations of src (or of the file hyp) against ref.
 
-    Scores detokenized output against raw references. Returns a dict with the scores,
-    sacreBLEU signatures, the sentence count and the decoding settings.
+    Scores detokenized output against raw references. Returns a dict with the scores, their
+    sacreBLEU signatures, BLEU's breakdown, the sentence count, the decoding settings (None
+    when hyp is scored) and the files read and written. Options left as None take the
+    checkpoint's decode config; src and ref default to its data.test.
     """
+    if checkpoint is None and hyp is None:
+        raise Seq2SeqError("give a checkpoint to translate --src, or --hyp FILE to score")
+    check_metrics(metrics, tokenize, lowercase)
+    if checkpoint is None and ref is None:
+        raise Seq2SeqError("give --ref (there is no checkpoint to take data.test from)")
     src, ref = scored_files(checkpoint, src, ref, hyp)
+    if hyp is not None:
+        src = None  # scoring a file: the source plays no part
     if output is not None:  # before any translating, and never over an input
         stdin = sys.stdin if STDIN in (src, ref, hyp) else None
         output = check_output(output, [checkpoint, src, ref, hyp], "-o", stdin=stdin)
-    references = _nonempty(read_lines(ref), ref, "reference")
-    beam = None
-    if hyp is not None:  # scoring a file: no model needed
-        hypotheses = _nonempty(read_lines(hyp), hyp, "hypothesis")
+    references = nonempty(read_lines(ref), ref, "reference")
+    decoding = None
+    if hyp is not None:  # no model needed
+        hypotheses = nonempty(read_lines(hyp), hyp, "hypothesis")
+        check_aligned(hyp, len(hypotheses), ref, len(references))
     else:
-        sources = _nonempty(read_lines(src), src, "source")
-        if len(sources) != len(references):
-            raise Seq2SeqError(f"{src} has {len(sources)} lines but {ref} has "
-                               f"{len(references)}; they must be line-aligned")
+        sources = nonempty(read_lines(src), src, "source")
+        check_aligned(src, len(sources), ref, len(references))
         translator = Translator.from_checkpoint(checkpoint, device)
-        beam = translator.decode.beam_size if beam_size is None else beam_size
-        hypotheses = translator.translate(sources, beam_size=beam, length_penalty=length_penalty,
-                                          batch_size=batch_size)
-    if len(hypotheses) != len(references):
-        raise Seq2SeqError(f"{hyp} has {len(hypotheses)} lines but {ref} has "
-                           f"{len(references)}; they must be line-aligned")
+        decoding = decoding_settings(translator, beam_size, length_penalty, max_len_ratio,
+                                     batch_size)
+        hypotheses = translator.translate(
+            sources, beam_size=decoding["beam_size"], length_penalty=decoding["length_penalty"],
+            max_len_ratio=decoding["max_len_ratio"], batch_size=decoding["batch_size"])
     if output is not None:
         text = "".join(h + "\n" for h in hypotheses).encode("utf-8")
         atomic_write(output, lambda f: f.write(text))
-    scores = score(hypotheses, references, lowercase=lowercase)
-    return {**scores.to_dict(), "sentences": len(references), "beam_size": beam,
-            "lowercase": lowercase, "checkpoint": str(checkpoint)}
+    scores = score(hypotheses, references, lowercase=lowercase, metrics=metrics,
+                   tokenize=tokenize)
+    files = {"checkpoint": checkpoint, "src": src, "ref": ref, "hyp": hyp, "output": output}
+    return {**scores.to_dict(), "sentences": len(references), "metrics": list(metrics),
+            "tokenize": tokenize, "lowercase": lowercase, "decoding": decoding,
+            "files": {k: None if v is None else str(v) for k, v in files.items()}}
 
 
-def _nonempty(lines: list[str], path: Path, kind: str) -> list[str]:
+def decoding_settings(translator: Translator, beam_size: int | None = None,
+                      length_penalty: float | None = None, max_len_ratio: float | None = None,
+                      batch_size: int | None = None) -> dict:
+    """Every decode setting the translations come from: the checkpoint's decode config with
+    the given options over it, checked (Translator.options)."""
+    beam, alpha, ratio, size = translator.options(beam_size, length_penalty, max_len_ratio,
+                                                  batch_size)
+    settings = dataclasses.asdict(translator.decode)
+    settings.update(beam_size=beam, length_penalty=alpha, max_len_ratio=ratio, batch_size=size)
+    return settings
+
+
+def check_aligned(path: Path, count: int, ref: Path, ref_count: int) -> None:
+    """Refuse a file whose line count differs from the reference's, naming both counts."""
+    if count != ref_count:
+        raise Seq2SeqError(f"{path} has {count} lines but {ref} has {ref_count}; they must "
+                           "be line-aligned")
+
+
+def nonempty(lines: list[str], path: Path, kind: str) -> list[str]:
     """The lines of a file that must hold some, else one Seq2SeqError naming it."""
     if not lines:
         raise Seq2SeqError(f"the {kind} file {path} is empty; give one sentence per line")

@@ -1,5 +1,5 @@
-"""`evaluate`, `average` and `download`: scoring a checkpoint, averaging checkpoints,
-and fetching a known corpus."""
+"""`evaluate`, `average` and `download`: scoring a checkpoint or a file of translations,
+averaging checkpoints, and fetching a known corpus."""
 
 import json
 from pathlib import Path
@@ -7,11 +7,18 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import CheckpointArg, fail, one_stdin
+from seq2seq.commands.common import checkpoint_file, fail, one_stdin
+
+
+def _optional_checkpoint(path: Path | None) -> Path | None:
+    return None if path is None else checkpoint_file(path)
 
 
 def evaluate(
-    checkpoint: CheckpointArg,
+    checkpoint: Annotated[Path | None, typer.Argument(
+        help="A checkpoint written by `train` (*.pt), or its run directory (uses best.pt); "
+             "may be left out with --hyp and --ref.",
+        callback=_optional_checkpoint, metavar="[CHECKPOINT]")] = None,
     src: Annotated[Path | None, typer.Option(
         metavar="FILE", help="Source file (`-`: stdin). Default: data.test's.")] = None,
     ref: Annotated[Path | None, typer.Option(
@@ -23,31 +30,53 @@ def evaluate(
     beam_size: Annotated[int | None, typer.Option(
         help="1 = greedy. Default: the checkpoint's decode.beam_size.")] = None,
     length_penalty: Annotated[float | None, typer.Option(help="GNMT alpha.")] = None,
+    max_len_ratio: Annotated[float | None, typer.Option(
+        help="Output tokens <= ratio * source tokens + 10.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
-    lowercase: Annotated[bool, typer.Option(help="Case-insensitive BLEU and chrF.")] = False,
+    metrics: Annotated[str, typer.Option(
+        help="Comma-separated, any of bleu, chrf, ter.")] = "bleu,chrf",
+    tokenize: Annotated[str, typer.Option(
+        help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")] = "13a",
+    lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="Also write the translations here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Translate --src and print corpus BLEU and chrF against --ref (sacreBLEU)."""
+    """Translate --src (or take --hyp) and print corpus scores against --ref (sacreBLEU)."""
     from seq2seq.evaluate import evaluate as run_evaluate
+    from seq2seq.metrics import parse_metrics
 
     one_stdin({"--src": src, "--ref": ref, "--hyp": hyp})
     result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
-                          lowercase, device, output)
+                          lowercase, device, output, max_len_ratio=max_len_ratio,
+                          metrics=parse_metrics(metrics), tokenize=tokenize)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        case = "lowercased" if lowercase else "cased"
-        typer.echo(f"BLEU = {result['bleu']:.2f}   chrF2 = {result['chrf']:.2f}   "
-                   f"({result['sentences']} sentences, {_searched(result['beam_size'])}, {case})")
-        typer.echo(f"  BLEU signature:  {result['bleu_signature']}")
-        typer.echo(f"  chrF2 signature: {result['chrf_signature']}")
+        typer.echo("\n".join(evaluation_lines(result)))
 
 
-def _searched(beam_size: int | None) -> str:
-    return "scored from --hyp" if beam_size is None else f"beam {beam_size}"
+def evaluation_lines(result: dict) -> list[str]:
+    """evaluate's text report: the scores, BLEU's breakdown, then each signature."""
+    from seq2seq.metrics import LABELS
+
+    names = result["metrics"]
+    scores = "   ".join(f"{LABELS[n]} = {result[n]:.2f}" for n in names)
+    case = "lowercased" if result["lowercase"] else "cased"
+    decoding = result["decoding"]
+    how = "scored from --hyp" if decoding is None else f"beam {decoding['beam_size']}"
+    lines = [f"{scores}   ({result['sentences']} sentences, {how}, {case})"]
+    width = max(len(LABELS[n]) for n in names) + 11  # "chrF2 signature:"
+    if "bleu" in names:
+        b = result["bleu_breakdown"]
+        lines.append(f"  {'BLEU breakdown:':<{width}} "
+                     f"{'/'.join(f'{p:.1f}' for p in b['precisions'])} "
+                     f"(BP = {b['brevity_penalty']:.3f} ratio = {b['ratio']:.3f} "
+                     f"hyp_len = {b['hyp_len']} ref_len = {b['ref_len']})")
+    lines += [f"  {LABELS[n] + ' signature:':<{width}} {result[n + '_signature']}"
+              for n in names]
+    return lines
 
 
 def average(checkpoints: Annotated[list[Path], typer.Argument(help="Checkpoints to average.")],

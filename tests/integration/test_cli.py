@@ -65,6 +65,7 @@ def test_evaluate_json(trained):
     scores = json.loads(result.stdout)
     assert 0 <= scores["bleu"] <= 100 and scores["sentences"] == 40
     assert scores["bleu_signature"].startswith("nrefs:1|case:mixed")
+    assert scores["decoding"]["beam_size"] == 2 and scores["files"]["hyp"] is None
     plain = run("evaluate", tmp / "run/best.pt")  # data.test from the checkpoint's config
     assert plain.returncode == 0 and "BLEU =" in plain.stdout and "chrF2" in plain.stdout
 
@@ -117,8 +118,8 @@ def test_an_output_that_is_the_shell_input_is_refused(trained, tmp_path):
 
 
 def test_help_for_every_command():
-    for command in ("prepare", "train", "translate", "evaluate", "average", "download", "info",
-                    "attention", "plot"):
+    for command in ("prepare", "train", "translate", "evaluate", "compare", "average",
+                    "download", "info", "attention", "plot"):
         result = run(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
 
