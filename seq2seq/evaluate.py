@@ -7,6 +7,7 @@ from seq2seq.data import read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import score
+from seq2seq.text_progress import stderr_is_terminal, translate_with_progress
 from seq2seq.translate import Translator
 
 
@@ -22,11 +23,12 @@ def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
 def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None = None,
              beam_size: int | None = None, length_penalty: float | None = None,
              batch_size: int | None = None, lowercase: bool = False, device: str = "auto",
-             output: Path | None = None) -> dict:
+             output: Path | None = None, progress: bool = False) -> dict:
     """Corpus BLEU and chrF of the checkpoint's translations of src against ref.
 
     Scores detokenized output against raw references. Returns a dict with the scores,
-    sacreBLEU signatures, the sentence count and the decoding settings.
+    sacreBLEU signatures, the sentence count and the decoding settings. progress: a bar
+    on a terminal's stderr while translating, and a summary line on stderr after it.
     """
     if src is None or ref is None:
         default_src, default_ref = default_test_files(checkpoint)
@@ -44,8 +46,13 @@ def evaluate(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | N
                                f"{len(references)}; they must be line-aligned")
         translator = Translator.from_checkpoint(checkpoint, device)
         beam = translator.decode.beam_size if beam_size is None else beam_size
-        hypotheses = translator.translate(sources, beam_size=beam, length_penalty=length_penalty,
-                                          batch_size=batch_size)
+        def translate(lines: list[str]) -> list[str]:
+            return translator.translate(lines, beam_size=beam, length_penalty=length_penalty,
+                                        batch_size=batch_size)
+
+        hypotheses = (translate(sources) if not progress else translate_with_progress(
+            translate, sources, batch_size or translator.decode.batch_size,
+            bar=stderr_is_terminal()))
     if len(hypotheses) != len(references):
         raise Seq2SeqError(f"{hyp} has {len(hypotheses)} lines but {ref} has "
                            f"{len(references)}; they must be line-aligned")

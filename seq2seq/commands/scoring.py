@@ -30,7 +30,7 @@ def evaluate(
     from seq2seq.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
-                          lowercase, device, output)
+                          lowercase, device, output, progress=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
