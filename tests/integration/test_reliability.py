@@ -19,6 +19,7 @@ import torch
 
 import seq2seq.loss
 import seq2seq.training.loop
+import seq2seq.training.start
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
@@ -484,7 +485,7 @@ def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capfd, monkeypatch)
     def no_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")
 
-    monkeypatch.setattr(seq2seq.training.loop, "build_model", no_memory)
+    monkeypatch.setattr(seq2seq.training.start, "build_model", no_memory)
     result = cli(capfd, monkeypatch, "train", tiny_config_yaml(tmp_path, data),
                  "--no-progress", "--set", "model.d_model=4096", "--set", "model.n_heads=4")
     assert_one_line_error(result, "could not build the model", "model.d_model=4096",
