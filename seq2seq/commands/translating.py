@@ -79,7 +79,7 @@ def _say_ready(stdin) -> None:
 def _translate_stream(translate, stream, out) -> None:
     """Translate each group of lines as soon as it has arrived and write the answers at
     once, so a program can drive the command line by line; a summary on stderr at the end
-    when the input was not typed at a terminal."""
+    when some input came and was not typed at a terminal."""
     import time
 
     from seq2seq.text_progress import summary
@@ -89,7 +89,7 @@ def _translate_stream(translate, stream, out) -> None:
         out.write("".join(t + "\n" for t in translate(lines)))
         out.flush()
         count += len(lines)
-    if not _is_tty(stream):
+    if count and not _is_tty(stream):  # empty input: nothing out, not even a summary
         typer.echo(summary(count, time.perf_counter() - start), err=True)
 
 
