@@ -124,6 +124,8 @@ class TrainConfig:
     keep_best: int = 1  # best-K checkpoints kept as best-<step>.pt (best.pt is the top one)
     average_best: int = 0  # at the end, write averaged.pt from the best K; 0 = off
     max_nonfinite: int = 5  # stop after this many non-finite losses in a row
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights and tokenizer; "" = off
+    tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard (extra)
 
     def validate(self) -> None:
         _within(self, "train", seed="[0, 4_294_967_296)", threads="[0, 1024]",
@@ -146,6 +148,9 @@ class TrainConfig:
                  f"({self.average_best}) needs train.keep_best >= it ({self.keep_best})")
         _require(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "train.device",
                  f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _require(self.init_from == self.init_from.strip(), "train.init_from",
+                 f"must be empty or a checkpoint path without surrounding spaces, got "
+                 f"{self.init_from!r}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import DEFAULT_METRICS, DEFAULT_TOKENIZE, check_metrics, score
 from seq2seq.prepare import check_inputs, corpus_paths
+from seq2seq.text_progress import stderr_is_terminal, translate_with_progress
 from seq2seq.translate import Translator
 
 
@@ -47,13 +48,14 @@ def evaluate(checkpoint: Path | None, src: Path | None, ref: Path | None,
              length_penalty: float | None = None, batch_size: int | None = None,
              lowercase: bool = False, device: str = "auto", output: Path | None = None, *,
              max_len_ratio: float | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
-             tokenize: str = DEFAULT_TOKENIZE) -> dict:
+             tokenize: str = DEFAULT_TOKENIZE, progress: bool = False) -> dict:
     """Corpus scores of the checkpoint's translations of src (or of the file hyp) against ref.
 
     Scores detokenized output against raw references. Returns a dict with the scores, their
     sacreBLEU signatures, BLEU's breakdown, the sentence count, the decoding settings (None
     when hyp is scored) and the files read and written. Options left as None take the
-    checkpoint's decode config; src and ref default to its data.test.
+    checkpoint's decode config; src and ref default to its data.test. progress: a bar on a
+    terminal's stderr while translating, and a summary line on stderr after it.
     """
     if checkpoint is None and hyp is None:
         raise Seq2SeqError("give a checkpoint to translate --src, or --hyp FILE to score")
@@ -77,9 +79,14 @@ def evaluate(checkpoint: Path | None, src: Path | None, ref: Path | None,
         translator = Translator.from_checkpoint(checkpoint, device)
         decoding = decoding_settings(translator, beam_size, length_penalty, max_len_ratio,
                                      batch_size)
-        hypotheses = translator.translate(
-            sources, beam_size=decoding["beam_size"], length_penalty=decoding["length_penalty"],
-            max_len_ratio=decoding["max_len_ratio"], batch_size=decoding["batch_size"])
+
+        def translate(lines: list[str]) -> list[str]:
+            return translator.translate(
+                lines, beam_size=decoding["beam_size"], length_penalty=decoding["length_penalty"],
+                max_len_ratio=decoding["max_len_ratio"], batch_size=decoding["batch_size"])
+
+        hypotheses = (translate(sources) if not progress else translate_with_progress(
+            translate, sources, decoding["batch_size"], bar=stderr_is_terminal()))
     if output is not None:
         text = "".join(h + "\n" for h in hypotheses).encode("utf-8")
         atomic_write(output, lambda f: f.write(text))

@@ -128,6 +128,17 @@ def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer,
 load_or_prepare = prepare  # the name the training loop knows
 
 
+def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -> None:
+    """Save tokenizers taken from a checkpoint (train.init_from) as the run's own, with a
+    manifest naming `source`: prepare then reuses them (also under --resume), never
+    retraining them on this run's text, since the weights depend on them."""
+    sides = ([("joint", tokenizer_paths(config)[0], src_tok)] if config.tokenizer.joint
+             else list(zip(("src", "tgt"), tokenizer_paths(config), (src_tok, tgt_tok),
+                           strict=True)))
+    for side, path, tok in sides:
+        _save(tok, path, {**_record(config, side), "adopted_from": source})
+
+
 def _record(config: Config, side: str) -> dict:
     """What a tokenizer depends on: its settings and the content of the training files."""
     text = {}
@@ -179,11 +190,14 @@ def _status(path: Path, record: dict) -> tuple[str, str]:
     settings = {**dataclasses.asdict(TokenizerConfig()), **settings}
     changes = [f"tokenizer.{k} {settings.get(k)!r} -> {v!r}"
                for k, v in record["settings"].items() if settings.get(k) != v]
+    adopted = saved.get("adopted_from")  # not trained on this text: the text may differ
     changes += [f"the training text {now['path']} changed" for side, now in record["text"].items()
-                if not isinstance(text.get(side), dict)
-                or text[side].get("sha256") != now["sha256"]]
+                if adopted is None and (not isinstance(text.get(side), dict)
+                                        or text[side].get("sha256") != now["sha256"])]
     if changes:
         return "stale", "; ".join(changes)
+    if adopted is not None:
+        return "current", f"taken from {adopted} (train.init_from)"
     return "current", "trained with these tokenizer.* settings on this training text"
 
 

@@ -50,7 +50,7 @@ def evaluate(
     one_stdin({"--src": src, "--ref": ref, "--hyp": hyp})
     result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
                           lowercase, device, output, max_len_ratio=max_len_ratio,
-                          metrics=parse_metrics(metrics), tokenize=tokenize)
+                          metrics=parse_metrics(metrics), tokenize=tokenize, progress=True)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -1,5 +1,6 @@
 """`prepare` and `train`: the commands that write a run directory."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,7 +30,9 @@ def train(config: ConfigArg, set_: SetOpt = None,
               help="Continue exactly from RUN_DIR/last.pt.")] = False,
           overwrite: Annotated[bool, typer.Option(
               help="Delete the run directory's checkpoints and start again.")] = False,
-          progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True) -> None:
+          progress: Annotated[bool, typer.Option(
+              help="Show the progress bar on a terminal; without one, or with --no-progress, "
+                   "a plain line every train.log_every steps.")] = True) -> None:
     """Train a model (runs `prepare` first when the tokenizer is missing)."""
     from seq2seq.config import load_config
     from seq2seq.training.loop import Interrupted
@@ -40,5 +43,19 @@ def train(config: ConfigArg, set_: SetOpt = None,
     cfg = load_config(config, set_ or [])
     try:
         run_train(cfg, resume=resume, overwrite=overwrite, progress=progress)
-    except Interrupted as stop:
-        fail(str(stop), code=130)
+    except Interrupted as stop:  # not an error: the run is saved and can go on
+        typer.echo(stop.told(resume_command(config, set_ or [], progress)), err=True)
+        raise typer.Exit(130) from None
+
+
+def resume_command(config: Path, overrides: list[str], progress: bool) -> str:
+    """The command line that continues this run, shell-quoted: the same config path and
+    --set overrides (and --no-progress), with --resume."""
+    import shlex
+
+    words = ["seq2seq", "train", str(config)]
+    for override in overrides:
+        words += ["--set", override]
+    if not progress:
+        words.append("--no-progress")
+    return shlex.join([*words, "--resume"])

@@ -192,7 +192,7 @@ def plot(
     output: Annotated[Path, typer.Option(
         "-o", "--output", help="Image to write (.png, .pdf or .svg).")],
 ) -> None:
-    """Plot training loss, validation loss and BLEU against steps and wall time."""
+    """Plot loss, learning rate, BLEU and chrF of runs against steps and wall time."""
     from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.plots import plot_runs
 

@@ -1,4 +1,5 @@
-"""Training curves: loss and BLEU of one or more runs against steps and wall time.
+"""Training curves: loss, learning rate, BLEU and chrF of one or more runs against steps and
+wall time.
 
 matplotlib is optional (`pip install 'seq2seq[plot]'`) and imported only when drawing.
 """
@@ -9,7 +10,8 @@ from pathlib import Path
 from seq2seq.errors import Seq2SeqError
 
 # (metrics.jsonl key, axis title): the columns of the figure
-CURVES = (("train_loss", "training loss"), ("val_loss", "validation loss"), ("bleu", "BLEU"))
+CURVES = (("train_loss", "training loss"), ("val_loss", "validation loss"),
+          ("lr", "learning rate"), ("bleu", "BLEU"), ("chrf", "chrF"))
 
 
 def new_figure(width: float, height: float):
@@ -63,17 +65,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def plot_runs(run_dirs: list[Path], output: Path) -> None:
-    """Draw training loss, validation loss and BLEU of each run, against steps (top row)
-    and wall-clock time (bottom row), one line per run, to an image file."""
+    """Draw training loss, validation loss, learning rate, BLEU and chrF of each run, against
+    steps (top row) and wall-clock time (bottom row), one line per run labelled by its path,
+    to an image file."""
     if not run_dirs:
         raise Seq2SeqError("plot: name at least one run directory")
-    runs = {label: read_metrics(d) for label, d in zip(_labels(run_dirs), run_dirs, strict=True)}
+    runs = {label: read_metrics(d) for label, d in zip(labels(run_dirs), run_dirs, strict=True)}
     if not any(runs.values()):
         raise Seq2SeqError("plot: the metrics files have no rows yet; plot again after the "
                            "first train.log_every steps")
     scale, unit = _time_unit(max((r.get("elapsed", 0) for rows in runs.values() for r in rows),
                                  default=0))
-    figure = new_figure(5 * len(CURVES), 8)
+    figure = new_figure(4 * len(CURVES), 7)
     axes = figure.subplots(2, len(CURVES), squeeze=False)
     for col, (key, title) in enumerate(CURVES):
         for label, rows in runs.items():
@@ -93,12 +96,22 @@ def plot_runs(run_dirs: list[Path], output: Path) -> None:
     save_figure(figure, output)
 
 
-def _labels(run_dirs: list[Path]) -> list[str]:
-    """Folder names, or whole paths where two runs share a name."""
-    names = [Path(d).name or str(d) for d in run_dirs]
-    if len(set(names)) == len(names):
-        return names
-    return [str(d) for d in run_dirs]
+def labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's path, cut to its last folders where those tell every run apart (runs/a/toy
+    and runs/b/toy become a/toy and b/toy); a path named twice is told apart by a count,
+    so no run's curves hide another's."""
+    paths = [Path(d) for d in run_dirs]
+    longest = max(len(p.parts) for p in paths)
+    for depth in range(1, longest + 1):
+        cut = [str(Path(*p.parts[-depth:])) if p.parts else str(p) for p in paths]
+        if len(set(cut)) == len(set(map(str, paths))):
+            break
+    seen: dict[str, int] = {}
+    found = []
+    for label in cut:
+        seen[label] = seen.get(label, 0) + 1
+        found.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return found
 
 
 def _time_unit(longest: float) -> tuple[float, str]:

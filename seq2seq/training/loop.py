@@ -8,22 +8,26 @@ fit() trains it; train() does both. Resume is exact (resume.py).
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from seq2seq.averaging import average_checkpoints
 from seq2seq.checkpoint import build_checkpoint
-from seq2seq.config import Config, ModelConfig, TrainConfig, dump_config, parse_duration
-from seq2seq.data import Batch, filter_long, make_batch, shard, token_batches
+from seq2seq.config import Config, dump_config, parse_duration
+from seq2seq.data import Batch, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
-from seq2seq.model.build import build_model
 from seq2seq.model.transformer import count_parameters
-from seq2seq.prepare import TrainingData, check_inputs, load_or_prepare, load_training_data
-from seq2seq.runtime import SignalFlag, autocast, resolve_device, set_threads
+from seq2seq.prepare import (
+    TrainingData,
+    adopt,
+    check_inputs,
+    load_or_prepare,
+    load_training_data,
+)
+from seq2seq.runtime import SignalFlag, resolve_device, set_threads
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.training import best as best_k
 from seq2seq.training import distributed as dist
@@ -35,17 +39,43 @@ from seq2seq.training.progress import (
     fraction_done,
     limit_reached,
 )
+from seq2seq.training.report import Report, write_line
 from seq2seq.training.resume import resume_from, training_state
 from seq2seq.training.run_dir import RunDir
-from seq2seq.training.schedule import adamw, learning_rate
+from seq2seq.training.schedule import learning_rate
+from seq2seq.training.start import (
+    AlreadyFinished,
+    WarmStart,
+    check_not_finished,
+    check_settings,
+    fit_to_positions,
+    load_weights,
+    model_on,
+    warm_start,
+)
 from seq2seq.training.step import TrainStep, build_step
+from seq2seq.training.tracking import Tracker, open_tracker
 from seq2seq.training.validate import validate
 
 Log = Callable[[str], None]
 
 
 class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM after saving last.pt."""
+    """Training stopped by SIGINT/SIGTERM after saving last.pt.
+
+    what: what happened and was saved; todo: what the resume command does, e.g. "continue".
+    str() names the command generically; told() with the user's own command line.
+    """
+
+    def __init__(self, what: str, todo: str = "continue"):
+        super().__init__(what, todo)
+        self.what, self.todo = what, todo
+
+    def told(self, command: str) -> str:
+        return f"{self.what}; {self.todo} with: {command}"
+
+    def __str__(self) -> str:
+        return self.told("seq2seq train CONFIG --resume")
 
 
 @dataclass
@@ -65,6 +95,7 @@ class Run:
     state: TrainState
     log: Log
     progress: bool
+    tracker: Tracker
 
 
 def train(config: Config, resume: bool = False, overwrite: bool = False,
@@ -76,7 +107,11 @@ def train(config: Config, resume: bool = False, overwrite: bool = False,
         # One writer per run directory: the lock is held until the run ends, and a run
         # that fails before writing anything leaves no directory behind.
         with RunDir(config.train.run_dir, world.is_main, main_log(world)) as run_dir:
-            path = fit(setup(config, world, run_dir, resume, overwrite, progress))
+            try:
+                path = fit(setup(config, world, run_dir, resume, overwrite, progress))
+            except AlreadyFinished as done:
+                main_log(world)(str(done))
+                path = run_dir.path
         finished = True
         return path
     finally:
@@ -94,10 +129,15 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     log = main_log(world)
     device = dist.process_device(world, resolve_device(settings.device))
     threads = set_threads(settings.threads)
-    src_tok, tgt_tok, data = open_run_dir(config, world, run_dir, device, resume, overwrite,
-                                          log)
+    src_tok, tgt_tok, data, start = open_run_dir(config, world, run_dir, device, resume,
+                                                 overwrite, log)
     torch.manual_seed(settings.seed + world.rank)
     model = model_on(config.model, src_tok, tgt_tok, device)
+    if start is not None:  # fine-tuning: its weights, a fresh optimizer and schedule
+        load_weights(model, start)
+        bleu = "" if start.bleu is None else f", BLEU {start.bleu:.2f}"
+        log(f"init_from: weights of {start.path} (step {start.step}{bleu}); the optimizer "
+            "and learning rate schedule start afresh")
     step = build_step(model, settings, world, device)
     state = TrainState()
     if resume:
@@ -106,81 +146,35 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     run_dir.write_config(config, dump_config)
     log(f"model: {count_parameters(model):,} parameters; device {device}, {threads} threads, "
         f"{settings.precision}, world size {world.size}")
+    tracker = open_tracker(settings.tensorboard, run_dir.path, state.step, world.is_main)
     return Run(config, world, device, run_dir, src_tok, tgt_tok, data, model, step, state, log,
-               progress and world.is_main)
+               progress and world.is_main, tracker)
 
 
 def main_log(world: World) -> Log:
-    """A log that prints on the main process only, above the progress bar."""
-    return tqdm.write if world.is_main else (lambda message: None)
+    """A log that prints on the main process only, above the progress bar, flushed."""
+    return write_line if world.is_main else (lambda message: None)
 
 
 def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.device,
                  resume: bool, overwrite: bool, log: Log
-                 ) -> tuple[Tokenizer, Tokenizer, TrainingData]:
+                 ) -> tuple[Tokenizer, Tokenizer, TrainingData, WarmStart | None]:
     """Check everything, clear an earlier run's files (--overwrite), then the tokenizers and
-    data: the one place setup reads or writes the run directory before training."""
+    data: the one place setup reads or writes the run directory before training. Returns
+    them with train.init_from's checkpoint (None when off or resuming)."""
     run_dir.check(resume, overwrite)
+    if resume:  # a finished run is left as it is
+        check_not_finished(run_dir.path / "last.pt", config)
     check_inputs(config)
     check_settings(config.train, device)
+    start = warm_start(config, run_dir.path) if config.train.init_from and not resume else None
     run_dir.clear_previous()  # only now: every check has passed
     with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
+        if start is not None and world.is_main:
+            adopt(config, start.src_tok, start.tgt_tok, str(start.path))
         src_tok, tgt_tok = load_or_prepare(config, log, resume=resume)
     data = load_training_data(config, src_tok, tgt_tok, log)
-    return src_tok, tgt_tok, fit_to_positions(data, config, log)
-
-
-def check_settings(settings: TrainConfig, device: torch.device) -> None:
-    """Fail now, before an earlier run's files are deleted, on settings that would
-    otherwise fail only once the step is built: fp16 off CUDA, optimizer values."""
-    autocast(device, settings.precision)
-    try:
-        adamw(nn.Linear(1, 1), settings, torch.device("cpu"), settings.lr)
-    except ValueError as error:
-        raise Seq2SeqError(f"the optimizer refuses train.lr, train.betas, train.adam_eps or "
-                           f"train.weight_decay: {error}") from None
-
-
-def fit_to_positions(data: TrainingData, config: Config, log: Log) -> TrainingData:
-    """Drop pairs longer than the model's positions (data.max_len may allow them).
-
-    Dev pairs leave the validation loss only; BLEU translates them truncated. With no
-    training pair left the loop would never take a step, and with no dev pair left the
-    validation loss would mean nothing: both are errors.
-    """
-    limit = config.model.max_positions - 1  # each side gains one token: EOS or BOS
-    train, long_train = filter_long(data.train, limit)
-    dev, long_dev = filter_long(data.dev, limit)
-    if long_train or long_dev:
-        log(f"data: dropped {long_train} training and {long_dev} validation pairs "
-            f"longer than model.max_positions - 1 = {limit} tokens")
-    if not train.src:
-        raise Seq2SeqError(f"no training pairs left: all are longer than data.max_len="
-                           f"{config.data.max_len} tokens or model.max_positions - 1 = "
-                           f"{limit}; raise them or check the training files")
-    if long_dev and not dev.src:
-        raise Seq2SeqError(f"no validation pairs left: all {long_dev} in {config.data.dev} "
-                           f"are longer than model.max_positions - 1 = {limit} tokens; raise "
-                           "model.max_positions or use shorter dev sentences")
-    return replace(data, train=train, dev=dev)
-
-
-def model_on(model_config: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer,
-             device: torch.device) -> nn.Module:
-    """The model the config describes, on `device`; an allocation failure is one line."""
-    m = model_config
-    try:
-        model = build_model(m, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
-                            joint_vocab=src_tok is tgt_tok)
-        return model.to(device)
-    except (RuntimeError, MemoryError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise Seq2SeqError(
-            f"could not build the model on {device} (model.d_model={m.d_model}, "
-            f"model.d_ff={m.d_ff}, model.encoder_layers={m.encoder_layers}, "
-            f"model.decoder_layers={m.decoder_layers}, model.max_positions={m.max_positions}, "
-            f"vocabulary {src_tok.vocab_size}/{tgt_tok.vocab_size}): {reason}; "
-            "make it smaller") from None
+    return src_tok, tgt_tok, fit_to_positions(data, config, log), start
 
 
 # ---------------------------------------------------------------- the loop
@@ -197,9 +191,8 @@ def fit(run: Run) -> Path:
     clock = Clock(state.elapsed)
     skipped = SkippedSteps(state.nonfinite_in_row, run.device)
     window = LossWindow(state.step)
-    bar = tqdm(total=settings.max_steps or None, initial=state.step, disable=not run.progress,
-               unit="step", dynamic_ncols=True)
-    with SignalFlag() as stopper:
+    report = Report(settings, budget, run.progress, run.world.is_main, run.log)
+    with SignalFlag() as stopper, run.tracker, report:
         reason = None
         while reason is None:
             steps = epoch_steps(run, state.epoch)
@@ -215,15 +208,16 @@ def fit(run: Run) -> Path:
                 state.elapsed = clock()
                 skipped.add(flag)
                 window.add(nll, flag, tokens)
-                bar.update(1)
+                report.advance(state, fraction_done(state, settings, len(steps), budget),
+                               len(steps))
                 if state.step % settings.log_every == 0:
-                    log_train(run, window, skipped, lr, bar)
+                    log_train(run, window, skipped, lr, report, len(steps))
                 if state.step % settings.eval_every == 0:
                     evaluate_and_save(run, clock, skipped)
             else:  # the epoch ran to its end
                 state.epoch += 1
                 state.steps_in_epoch = 0
-        bar.close()
+        report.close()
         return finish(run, reason, clock, skipped, stopper)
 
 
@@ -293,14 +287,15 @@ def count_skipped(run: Run, skipped: SkippedSteps) -> None:
             "lower train.lr, raise train.warmup, or use fp32")
 
 
-def log_train(run: Run, window: LossWindow, skipped: SkippedSteps, lr: float, bar: tqdm
-              ) -> None:
-    """One metrics row for the steps since the last: loss, rate, throughput."""
+def log_train(run: Run, window: LossWindow, skipped: SkippedSteps, lr: float, report: Report,
+              epoch_len: int) -> None:
+    """One metrics row for the steps since the last: loss, rate, throughput; on the bar or
+    as a line, and to TensorBoard."""
     count_skipped(run, skipped)
     row = window.flush(run.state.step, run.state.elapsed, lr, run.world)
     row["epoch"] = run.state.epoch
-    loss = f"{row['train_loss']:.3f}" if "train_loss" in row else "-"
-    bar.set_postfix(loss=loss, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
+    report.training(row, run.state, epoch_len)
+    run.tracker.add(row, run.state.step)
     run.run_dir.append_metrics(row)
 
 
@@ -329,6 +324,7 @@ def evaluate_and_save(run: Run, clock: Clock, skipped: SkippedSteps) -> None:
         state.best, state.bad_evals = verdict.best, verdict.bad_evals
     state.eval_seconds += time.perf_counter() - t0
     state.elapsed = clock()
+    state.last_eval_step = state.step
     last = checkpoint(run, metrics, with_train_state=True)  # every rank refuses NaN alike
     if is_main:
         best_k.keep_best(run.run_dir, verdict, state.step,
@@ -339,6 +335,8 @@ def evaluate_and_save(run: Run, clock: Clock, skipped: SkippedSteps) -> None:
                 f"ppl {metrics['val_ppl']:.2f} | BLEU {metrics['bleu']:.2f} "
                 f"chrF {metrics['chrf']:.2f} | best BLEU {best_bleu:.2f} @ {best_step}")
         run.run_dir.append_metrics({"step": state.step, "elapsed": state.elapsed, **metrics})
+        run.tracker.add(metrics, state.step)
+        run.tracker.flush()
     state.bad_evals = dist.broadcast_object(run.world, state.bad_evals)
 
 
@@ -351,15 +349,15 @@ def finish(run: Run, reason: str, clock: Clock, skipped: SkippedSteps, stopper: 
         count_skipped(run, skipped)
         run.run_dir.save("last.pt", checkpoint(run, {}, with_train_state=True))
         raise Interrupted(f"interrupted at step {state.step}; {run.run_dir.path}/last.pt "
-                          f"saved; continue with: seq2seq train CONFIG --resume")
-    if state.step and state.step % settings.eval_every != 0:
+                          "saved")
+    if state.step and state.last_eval_step != state.step:  # not validated at this step yet
         evaluate_and_save(run, clock, skipped)
     run.log(f"stopped: {reason}; {state.step} steps, {state.train_seconds:.0f}s training + "
             f"{state.eval_seconds:.0f}s validation; checkpoints in {run.run_dir.path}")
     if settings.average_best and signalled(run, stopper):
         raise Interrupted(f"interrupted after the last step, {state.step}; "
-                          f"{run.run_dir.path}/last.pt saved; averaged.pt not written; "
-                          "write it with: seq2seq train CONFIG --resume")
+                          f"{run.run_dir.path}/last.pt saved; averaged.pt not written",
+                          todo="write it")
     if settings.average_best and run.world.is_main:
         write_average(run)
     return run.run_dir.path
@@ -385,3 +383,4 @@ def write_average(run: Run) -> None:
     run.log(f"averaged.pt from {len(paths)} checkpoints: BLEU {metrics['bleu']:.2f} "
             f"(best single: {best[0][0]:.2f} @ step {best[0][1]})")
     run.run_dir.append_metrics({"step": run.state.step, "averaged": len(paths), **metrics})
+    run.tracker.add(metrics, run.state.step, prefix="averaged/")

@@ -29,6 +29,7 @@ class TrainState:
     nonfinite_in_row: int = 0
     nonfinite_total: int = 0
     eval_seconds: float = 0.0  # of `elapsed`, the seconds spent validating
+    last_eval_step: int = 0  # the step of the latest validation; 0 = none yet
 
     @property
     def train_seconds(self) -> float:
@@ -61,6 +62,38 @@ def fraction_done(state: TrainState, cfg: TrainConfig, epoch_len: int, budget: f
     if budget:
         done.append(state.train_seconds / budget)
     return min(max(done), 1.0)
+
+
+def seconds_left(state: TrainState, cfg: TrainConfig, epoch_len: int, budget: float
+                 ) -> float | None:
+    """Wall seconds until the first of max_steps, max_epochs and max_time (`budget`) ends the
+    run, at the pace so far; None before the first step or for a run with no such limit."""
+    if not state.step or state.elapsed <= 0:
+        return None
+    per_step = state.elapsed / state.step  # validation included: it takes wall time too
+    left = []
+    if cfg.max_steps:
+        left.append((cfg.max_steps - state.step) * per_step)
+    if cfg.max_epochs and epoch_len:
+        epochs_done = state.epoch + state.steps_in_epoch / epoch_len
+        left.append((cfg.max_epochs - epochs_done) * epoch_len * per_step)
+    if budget:
+        left.append(budget - state.train_seconds)
+    return max(min(left), 0.0) if left else None
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as train.max_time writes them: 42s, 5m07s, 1h02m03s; '?' when unknown."""
+    if seconds is None:
+        return "?"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
 class LossWindow:

@@ -24,7 +24,7 @@ from seq2seq.inspection.accounting import (
 )
 from seq2seq.inspection.attention_maps import AttentionMaps, draw_png, html_data, write_html
 from seq2seq.inspection.commands import attention, info, plot, sentence_attention
-from seq2seq.inspection.plots import plot_runs, read_metrics
+from seq2seq.inspection.plots import labels, plot_runs, read_metrics
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.model.transformer import build_model, count_parameters
 from seq2seq.tokenizer import train_tokenizer
@@ -298,6 +298,13 @@ def test_plot_overlays_runs(tmp_path, capsys):
     plot([tmp_path / "base", tmp_path / "cosine"], out)
     assert out.read_bytes().startswith(PNG_MAGIC) and out.stat().st_size > 10_000
     assert "curves of 2 run(s)" in capsys.readouterr().err
+
+
+def test_plot_labels_runs_by_the_path_that_tells_them_apart():
+    assert labels([Path("runs/a/toy"), Path("runs/b/toy")]) == ["a/toy", "b/toy"]
+    assert labels([Path("runs/base"), Path("runs/cosine/")]) == ["base", "cosine"]
+    assert labels([Path("/x/runs/toy"), Path("/x/runs/toy")]) == ["toy", "toy (2)"]
+    assert labels([Path("toy"), Path("old/toy")]) == ["toy", "old/toy"]
 
 
 def test_plot_errors_name_the_problem(tmp_path):

@@ -9,9 +9,12 @@ from seq2seq.training.progress import (
     LossWindow,
     SkippedSteps,
     TrainState,
+    duration,
     fraction_done,
     limit_reached,
+    seconds_left,
 )
+from seq2seq.training.report import Report
 
 YES, NO = torch.tensor(1.0), torch.tensor(0.0)  # a step's update skipped, or not
 
@@ -77,3 +80,48 @@ def test_skipped_steps_count_in_a_row_across_reads():
     skipped.add(NO)
     assert skipped.read() == (0, 0, 2)  # the most since the last read includes where it began
     assert skipped.read() == (0, 0, 0)
+
+
+def test_seconds_left_is_the_soonest_limit_at_the_pace_so_far():
+    state = TrainState(step=100, elapsed=50.0)  # 0.5 s a step
+    assert seconds_left(state, cfg(max_steps=700), 0, 0) == pytest.approx(300.0)
+    # a time budget counts training time only, and is the nearer limit here
+    timed = TrainState(step=100, elapsed=50.0, eval_seconds=10.0)
+    assert seconds_left(timed, cfg(max_steps=700, max_time="1m"), 0, 60) == pytest.approx(20.0)
+    assert seconds_left(TrainState(step=100, epoch=1, steps_in_epoch=50, elapsed=50.0),
+                        cfg(max_epochs=2), 100, 0) == pytest.approx(25.0)
+    assert seconds_left(TrainState(), cfg(max_steps=10), 0, 0) is None
+    assert seconds_left(TrainState(step=20, elapsed=5.0), cfg(max_steps=10), 0, 0) == 0.0
+
+
+def test_duration_reads_like_max_time():
+    assert [duration(s) for s in (0, 42.4, 307, 3723, None)] == ["0s", "42s", "5m07s",
+                                                                 "1h02m03s", "?"]
+
+
+def row(step: int) -> dict:
+    return {"step": step, "train_loss": 2.5, "lr": 1e-3, "tokens_per_s": 1234.4}
+
+
+def test_report_lines_without_a_terminal_count_down_a_time_budget():
+    lines = []
+    report = Report(cfg(max_time="1h"), 3600, bar=True, main=True, log=lines.append)
+    assert report.bar.disable  # stderr is captured here, not a terminal
+    state = TrainState(step=50, epoch=0, elapsed=600.0)
+    report.advance(state, 600 / 3600, 0)
+    report.training(row(50), state, 0)
+    report.close()
+    assert lines == ["step 50 | epoch 0 | loss 2.500 | lr 1.00e-03 | 1234 tok/s | "
+                     "elapsed 10m00s | ETA 50m00s (max_time 1h)"]
+
+
+def test_report_lines_with_max_steps_and_none_off_the_main_process():
+    lines = []
+    Report(cfg(max_steps=700), 0, bar=False, main=True, log=lines.append).training(
+        row(100), TrainState(step=100, elapsed=50.0), 0)
+    assert lines == ["step 100/700 | epoch 0 | loss 2.500 | lr 1.00e-03 | 1234 tok/s | "
+                     "elapsed 50s | ETA 5m00s"]
+    quiet = []
+    Report(cfg(max_steps=700), 0, bar=False, main=False, log=quiet.append).training(
+        row(100), TrainState(step=100, elapsed=50.0), 0)
+    assert quiet == []
