@@ -103,6 +103,7 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     if resume:
         state = resume_from(run_dir.path / "last.pt", config, step, src_tok, log)
         run_dir.trim_metrics(state.step)
+    run_dir.clear_previous()  # only now: the data, the model and the step are all built
     run_dir.write_config(config, dump_config)
     log(f"model: {count_parameters(model):,} parameters; device {device}, {threads} threads, "
         f"{settings.precision}, world size {world.size}")
@@ -118,12 +119,11 @@ def main_log(world: World) -> Log:
 def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.device,
                  resume: bool, overwrite: bool, log: Log
                  ) -> tuple[Tokenizer, Tokenizer, TrainingData]:
-    """Check everything, clear an earlier run's files (--overwrite), then the tokenizers and
-    data: the one place setup reads or writes the run directory before training."""
+    """Check everything, then the tokenizers and data; an earlier run's files stay until
+    setup has built the whole run (a dev file that cannot be read deletes nothing)."""
     run_dir.check(resume, overwrite)
     check_inputs(config)
     check_settings(config.train, device)
-    run_dir.clear_previous()  # only now: every check has passed
     with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
         src_tok, tgt_tok = load_or_prepare(config, log, resume=resume)
     data = load_training_data(config, src_tok, tgt_tok, log)
