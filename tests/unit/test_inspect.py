@@ -311,6 +311,18 @@ def test_plot_errors_name_the_problem(tmp_path):
         read_metrics(tmp_path / "bad")
 
 
+def test_plot_refuses_rows_that_are_not_objects_and_skips_values_that_are_not_numbers(
+        tmp_path):
+    write_metrics(tmp_path / "odd", 20, 1.0)
+    path = tmp_path / "odd/metrics.jsonl"
+    path.write_text('{"step": null, "elapsed": "soon", "bleu": "high"}\n' + path.read_text())
+    plot_runs([tmp_path / "odd"], tmp_path / "out.png")
+    assert (tmp_path / "out.png").read_bytes().startswith(PNG_MAGIC)
+    path.write_text("[1, 2]\n" + path.read_text())
+    with pytest.raises(Seq2SeqError, match="line 1: not a JSON object"):
+        read_metrics(tmp_path / "odd")
+
+
 # ---- info and the commands on a Typer app ------------------------------------------------
 
 def total_line(text: str) -> str:
