@@ -205,6 +205,15 @@ def test_attention_command_writes_png(checkpoint, tmp_path, capsys):
     assert capsys.readouterr().out.strip()  # the translation
 
 
+def test_an_image_name_without_a_known_suffix_is_refused_before_any_work(checkpoint, tmp_path):
+    for name in ("attention", "attention.xyz"):
+        with pytest.raises(Seq2SeqError, match=r"the format follows the suffix; use .png"):
+            attention(checkpoint, "the cat .", tmp_path / name)
+        with pytest.raises(Seq2SeqError, match=r"use .png, .pdf, .svg$"):
+            plot([tmp_path], tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 class StrictParser(HTMLParser):
     """Records tags and fails on ones closed out of order; keeps <script> contents by id."""
 
