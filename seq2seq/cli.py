@@ -5,6 +5,8 @@ seq2seq/inspection/commands.py); this module registers them in the order `--help
 them, and turns errors a user can cause into one line on stderr and exit code 2.
 """
 
+import atexit
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -159,6 +161,21 @@ for command in (prepare, train, translate, evaluate, compare, average, download,
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        _run()
+    finally:  # registered last, so it runs before torch's own exit callbacks
+        atexit.unregister(_ignore_signals)
+        atexit.register(_ignore_signals)
+
+
+def _ignore_signals() -> None:
+    """The work is done and reported: a late Ctrl-C must not print a traceback from the
+    exit callbacks of torch."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _run() -> None:
     try:
         app()
     except Seq2SeqError as error:

@@ -70,13 +70,14 @@ def read_lines(path: Path) -> list[str]:
 
 def looks_like_utf16(data: bytes, first: bool) -> bool:
     """Whether bytes are UTF-16: a byte-order mark at the start (`first`), or NUL bytes in
-    most even or most odd positions and hardly any of the others (ASCII text in UTF-16)."""
+    most even or most odd positions and hardly any of the others (ASCII text in UTF-16);
+    one NUL in a short UTF-8 line ("a\\0b") is not enough."""
     if first and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return True
     head = data[:4096]
     half = len(head) // 2
     zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
-    return half > 0 and zeros[1] >= 0.4 * half and zeros[0] <= 0.05 * half
+    return zeros[1] >= max(2, 0.4 * half) and zeros[0] <= 0.05 * half
 
 
 @dataclass(frozen=True)

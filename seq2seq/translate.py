@@ -95,8 +95,8 @@ class Translator:
             raise Seq2SeqError(f"batch size must be >= 1, got {size}")
         if not (math.isfinite(ratio) and ratio > 0):
             raise Seq2SeqError(f"max-len-ratio must be a finite number > 0, got {ratio}")
-        if not (math.isfinite(alpha) and alpha >= 0):
-            raise Seq2SeqError(f"length penalty must be a finite number >= 0, got {alpha}")
+        if not (math.isfinite(alpha) and 0 <= alpha <= 10):  # decode.length_penalty's range
+            raise Seq2SeqError(f"length penalty must be a finite number in [0, 10], got {alpha}")
         return beam, alpha, ratio, size
 
     def _truncate(self, ids: list[list[int]], first_line: int = 1) -> list[list[int]]:

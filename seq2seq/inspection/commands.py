@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from seq2seq.translate import Translator
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg")  # the format follows the suffix
 
 
 def info(
@@ -135,6 +136,7 @@ def attention(
 
     if beam_size is not None and beam_size < 1:
         raise Seq2SeqError(f"--beam-size must be >= 1, got {beam_size}")
+    check_suffix(output, (*IMAGE_SUFFIXES, ".html"))
     target = check_output(output, [checkpoint], "-o")
     translator = Translator.from_checkpoint(checkpoint, device="cpu")
     beam_size = translator.options(beam_size)[0]
@@ -146,6 +148,16 @@ def attention(
             draw_png(maps, tmp)
     typer.echo(maps.translation)
     typer.echo(f"attention maps -> {output}", err=True)
+
+
+def check_suffix(output: Path, allowed: tuple[str, ...]) -> None:
+    """Refuse an output whose suffix names no format we write, before any work (matplotlib
+    would otherwise name the suffix of the temporary file in its error)."""
+    from seq2seq.files import is_special
+
+    if not is_special(output) and output.suffix.lower() not in allowed:
+        raise Seq2SeqError(f"-o {output}: the format follows the suffix; use "
+                           f"{', '.join(allowed)}")
 
 
 def sentence_attention(translator: "Translator", sentence: str, beam_size: int
@@ -196,6 +208,7 @@ def plot(
     from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.plots import plot_runs
 
+    check_suffix(output, IMAGE_SUFFIXES)
     target = check_output(output, [Path(d) / "metrics.jsonl" for d in run_dirs], "-o")
     with atomic_path(target) as tmp:
         plot_runs(run_dirs, tmp)

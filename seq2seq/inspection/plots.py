@@ -40,7 +40,7 @@ def save_figure(figure, path: Path, dpi: int = 100) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The rows of RUN_DIR/metrics.jsonl, in order.
+    """The rows of RUN_DIR/metrics.jsonl, in order, each keeping only its numeric values.
 
     A malformed last line is skipped: training may be writing it right now.
     """
@@ -56,11 +56,16 @@ def read_metrics(run_dir: Path) -> list[dict]:
     rows = []
     for n, line in lines:
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             if n == lines[-1][0]:
                 break
             raise Seq2SeqError(f"{path}, line {n}: not a JSON object") from None
+        if not isinstance(row, dict):
+            raise Seq2SeqError(f"{path}, line {n}: not a JSON object")
+        # a hand-edited null or string would stop the drawing with a traceback
+        rows.append({k: v for k, v in row.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return rows
 
 

@@ -143,6 +143,7 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     if resume:
         state = resume_from(run_dir.path / "last.pt", config, step, src_tok, log)
         run_dir.trim_metrics(state.step)
+    run_dir.clear_previous()  # only now: the data, the model and the step are all built
     run_dir.write_config(config, dump_config)
     log(f"model: {count_parameters(model):,} parameters; device {device}, {threads} threads, "
         f"{settings.precision}, world size {world.size}")
@@ -159,16 +160,16 @@ def main_log(world: World) -> Log:
 def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.device,
                  resume: bool, overwrite: bool, log: Log
                  ) -> tuple[Tokenizer, Tokenizer, TrainingData, WarmStart | None]:
-    """Check everything, clear an earlier run's files (--overwrite), then the tokenizers and
-    data: the one place setup reads or writes the run directory before training. Returns
-    them with train.init_from's checkpoint (None when off or resuming)."""
+    """Check everything, then the tokenizers and data: the one place setup reads or writes
+    the run directory before training; an earlier run's files stay until setup has built
+    the whole run. Returns them with train.init_from's checkpoint (None when off or
+    resuming)."""
     run_dir.check(resume, overwrite)
     if resume:  # a finished run is left as it is
         check_not_finished(run_dir.path / "last.pt", config)
     check_inputs(config)
     check_settings(config.train, device)
     start = warm_start(config, run_dir.path) if config.train.init_from and not resume else None
-    run_dir.clear_previous()  # only now: every check has passed
     with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
         if start is not None and world.is_main:
             adopt(config, start.src_tok, start.tgt_tok, str(start.path))

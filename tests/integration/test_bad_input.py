@@ -353,6 +353,7 @@ def test_empty_evaluate_files_are_one_line(trained, tmp_path, capfd, monkeypatch
     (["--batch-size", "0"], ["batch size must be >= 1"]),
     (["--max-len-ratio", "inf"], ["max-len-ratio must be a finite number"]),
     (["--length-penalty", "nan"], ["length penalty must be a finite number"]),
+    (["--length-penalty", "1e308"], ["length penalty must be a finite number in [0, 10]"]),
 ])
 def test_unknown_devices_and_absurd_sizes_are_one_line(args, fragments, trained, tmp_path,
                                                        capfd, monkeypatch):

@@ -11,6 +11,7 @@ from seq2seq.data import (
     ParallelText,
     encode_parallel,
     filter_long,
+    looks_like_utf16,
     make_batch,
     make_source,
     padding_fraction,
@@ -62,6 +63,15 @@ def test_read_lines_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path / "latin1.de", b"gut\nsehr gut\n" + "Grüße\n".encode("latin1"))
     with pytest.raises(Seq2SeqError, match=r"latin1\.de, line 3: invalid UTF-8"):
         read_lines(path)
+
+
+def test_a_nul_in_a_short_utf8_line_is_not_taken_for_utf16(tmp_path: Path) -> None:
+    assert not looks_like_utf16(b"a\0b\n", first=True)
+    (tmp_path / "nul.txt").write_bytes(b"a\0b\n")
+    assert read_lines(tmp_path / "nul.txt") == ["a\0b"]
+    for text in ("ab", "the dog .\n"):  # UTF-16 without a byte-order mark is still found
+        assert looks_like_utf16(text.encode("utf-16-le"), first=True)
+        assert looks_like_utf16(text.encode("utf-16-be"), first=True)
 
 
 def test_read_parallel_drops_and_counts_empty_pairs(tmp_path: Path) -> None:

@@ -205,6 +205,15 @@ def test_attention_command_writes_png(checkpoint, tmp_path, capsys):
     assert capsys.readouterr().out.strip()  # the translation
 
 
+def test_an_image_name_without_a_known_suffix_is_refused_before_any_work(checkpoint, tmp_path):
+    for name in ("attention", "attention.xyz"):
+        with pytest.raises(Seq2SeqError, match=r"the format follows the suffix; use .png"):
+            attention(checkpoint, "the cat .", tmp_path / name)
+        with pytest.raises(Seq2SeqError, match=r"use .png, .pdf, .svg$"):
+            plot([tmp_path], tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 class StrictParser(HTMLParser):
     """Records tags and fails on ones closed out of order; keeps <script> contents by id."""
 
@@ -316,6 +325,18 @@ def test_plot_errors_name_the_problem(tmp_path):
     path.write_text("not json\n" + path.read_text())
     with pytest.raises(Seq2SeqError, match="line 1"):
         read_metrics(tmp_path / "bad")
+
+
+def test_plot_refuses_rows_that_are_not_objects_and_skips_values_that_are_not_numbers(
+        tmp_path):
+    write_metrics(tmp_path / "odd", 20, 1.0)
+    path = tmp_path / "odd/metrics.jsonl"
+    path.write_text('{"step": null, "elapsed": "soon", "bleu": "high"}\n' + path.read_text())
+    plot_runs([tmp_path / "odd"], tmp_path / "out.png")
+    assert (tmp_path / "out.png").read_bytes().startswith(PNG_MAGIC)
+    path.write_text("[1, 2]\n" + path.read_text())
+    with pytest.raises(Seq2SeqError, match="line 1: not a JSON object"):
+        read_metrics(tmp_path / "odd")
 
 
 # ---- info and the commands on a Typer app ------------------------------------------------

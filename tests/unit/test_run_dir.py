@@ -150,6 +150,20 @@ def test_overwrite_deletes_nothing_when_a_later_check_fails(tmp_path, capfd, mon
     assert after["last.pt"] != before["last.pt"] and LOCK_NAME not in after
 
 
+def test_overwrite_deletes_nothing_when_the_data_or_model_fails_after_the_checks(
+        tmp_path, capfd, monkeypatch):
+    data = write_slice(tmp_path, n_train=30, n_dev=4)
+    config = tiny_config_yaml(tmp_path, data, max_steps=1, eval_every=1)
+    ours, _ = seq2seq_and_user_files(tmp_path / "run")
+    (tmp_path / "run/spm.model").unlink()  # a foreign tokenizer would be used: not this one
+    before = snapshot(tmp_path / "run")
+    (data / "dev.src").write_text("one line, where dev.tgt has four\n")  # found when read
+    result = cli(capfd, monkeypatch, "train", config, "--no-progress", "--overwrite")
+    assert_one_line_error(result, "dev.src has 1 lines")
+    after = snapshot(tmp_path / "run")
+    assert {name: after.get(name) for name in ours} == {name: before[name] for name in ours}
+
+
 def test_partial_saves_are_removed_by_the_next_writer(tmp_path):
     run = tmp_path / "run"
     (run / "cache").mkdir(parents=True)
