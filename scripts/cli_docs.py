@@ -53,6 +53,13 @@ torchrun --nproc-per-node 2 -m seq2seq train configs/toy.yaml   # see distribute
 seq2seq translate runs/toy/best.pt "the big dog sees two small cats ."
 echo "we sang ." | seq2seq translate runs/toy/best.pt --beam-size 1
 seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
+seq2seq translate runs/toy/best.pt "we sang ." --nbest 3 --format tsv   # see decoding.md
+seq2seq translate runs/toy/best.pt -i mono.txt --sample --top-p 0.9 --seed 1
+seq2seq translate runs/a/best.pt runs/b/best.pt "a teacher waits ." --prefix "vorm"
+""",
+    "score": """\
+seq2seq score runs/toy/best.pt --src data/toy/test.src --tgt hyp.txt   # one line per pair
+paste data/toy/test.src hyp.txt | seq2seq score runs/toy/best.pt --json
 """,
     "evaluate": """\
 seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tgt

@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from seq2seq.commands.forced import score
 from seq2seq.commands.scoring import average, download, evaluate
 from seq2seq.commands.training import prepare, train
 from seq2seq.commands.translating import translate
@@ -20,7 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
-for command in (prepare, train, translate, evaluate, average, download, info, attention, plot):
+for command in (prepare, train, translate, score, evaluate, average, download, info, attention,
+                plot):
     app.command()(command)
 
 
