@@ -6,20 +6,15 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from seq2seq.commands.common import CheckpointArg, fail
 from seq2seq.errors import Seq2SeqError
 
-
-class Format(str, Enum):
-    text = "text"
-    tsv = "tsv"
-    jsonl = "jsonl"
+Format = Literal["text", "tsv", "jsonl"]
 
 
 def translate(
@@ -42,7 +37,7 @@ def translate(
     format_: Annotated[Format, typer.Option(
         "--format", help="text: the best translation per line; tsv: index, rank, text, "
                          "log-probability, normalised score; jsonl: the same as JSON.")
-    ] = Format.text,
+    ] = "text",
     token_scores: Annotated[bool, typer.Option(
         help="jsonl: add each token's log-probability.")] = False,
     alignment: Annotated[bool, typer.Option(
@@ -112,9 +107,9 @@ def _split_checkpoints(checkpoint: Path, args: list[str]) -> tuple[list[Path], l
 def _check_choices(fmt: Format, nbest: int, token_scores: bool, alignment: bool,
                    prefix: str | None, prefix_tsv: bool) -> None:
     """Options that do not go together, refused before anything is loaded."""
-    if nbest > 1 and fmt is Format.text:
+    if nbest > 1 and fmt == "text":
         fail(f"--nbest {nbest} needs --format tsv or jsonl; text holds one line per input")
-    if (token_scores or alignment) and fmt is not Format.jsonl:
+    if (token_scores or alignment) and fmt != "jsonl":
         fail("--token-scores and --alignment need --format jsonl")
     if prefix is not None and prefix_tsv:
         fail("give --prefix or --prefix-tsv, not both")
@@ -129,7 +124,7 @@ def _renderer(translator, options: dict, nbest: int, fmt: Format, sampling: dict
 
     from seq2seq.translate import check_nbest, check_sampling
 
-    if (fmt is Format.text and nbest == 1 and sampling is None and prefix is None
+    if (fmt == "text" and nbest == 1 and sampling is None and prefix is None
             and not prefix_tsv):
         return lambda lines, start: "".join(t + "\n" for t in translator.translate(lines,
                                                                                    **options))
@@ -168,12 +163,12 @@ def _renderer(translator, options: dict, nbest: int, fmt: Format, sampling: dict
 
 def _format(results, sources: list[str], start: int, fmt: Format, translator) -> str:
     """Translations as text (the best per line), tsv or jsonl rows."""
-    if fmt is Format.text:
+    if fmt == "text":
         return "".join(group[0].text + "\n" for group in results)
     rows = []
     for index, (group, source) in enumerate(zip(results, sources, strict=True), start):
         for rank, t in enumerate(group):
-            if fmt is Format.tsv:
+            if fmt == "tsv":
                 text = " ".join(t.text.split("\t"))  # a tab inside would shift the columns
                 rows.append(f"{index}\t{rank}\t{text}\t{t.log_prob:.4f}\t{t.score:.4f}")
             else:
