@@ -3,15 +3,17 @@
 Usage, from the repository root (after `make install`):
 
     python bench/bench.py [--quick] [--json] [--threads N] [--steps N]
-                            [--data DIR | --mirror DIR] [--skip-train] [--skip-decode] [--plain]
+                            [--data DIR | --mirror DIR] [--skip-train] [--skip-decode]
+                            [--skip-research] [--plain]
 
 Everything runs in one process with one thread count: the reference model (the project's
 default ModelConfig: d_model 256, 3 + 3 layers, 4 heads, feed-forward 1024, tied
 embeddings, dropout 0.1) trained on Multi30k de->en with a joint 8000-piece unigram
 SentencePiece vocabulary and batches of 4096 target tokens, through training's TrainStep
 itself; a square matmul for the machine's peak; and decoding of test_2016_flickr.de with
-a randomly initialised model of the same shape. The tokenizer and token ids are cached in
-runs/bench-cache/, so only the first run trains SentencePiece.
+a randomly initialised model of the same shape, with the research rows (sampling, forced
+scoring, an ensemble of two against one; bench/research.py). The tokenizer and token ids
+are cached in runs/bench-cache/, so only the first run trains SentencePiece.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from bench.research import bench_research, research_rows
 from bench.timing import (
     bf16_problem,
     cpu_name,
@@ -129,6 +132,7 @@ class Plan:
     step_lengths: tuple[int, ...] = STEP_LENGTHS
     skip_train: bool = False
     skip_decode: bool = False
+    skip_research: bool = False
 
 
 def measure(tok: Tokenizer, corpus: EncodedCorpus, test: list[str], model_cfg: ModelConfig,
@@ -153,6 +157,13 @@ def measure(tok: Tokenizer, corpus: EncodedCorpus, test: list[str], model_cfg: M
         result["train"] = bench_training(tok, corpus, model_cfg, train_cfg, plan, peak, log)
     if not plan.skip_decode:
         result["decode"] = bench_decoding(tok, test, model_cfg, train_cfg, plan, log)
+    if not plan.skip_research:
+        stride = max(1, len(test) // max(plan.decode_sentences, 1))
+        seed = train_cfg.seed
+        result["research"] = bench_research(
+            reference_model(model_cfg, tok, seed, train_cfg.fast),
+            reference_model(model_cfg, tok, seed + 1, train_cfg.fast), tok,
+            test[::stride][: plan.decode_sentences], log)
     result["notes"] = notes(result, len(test))
     return result
 
@@ -279,6 +290,10 @@ def format_report(result: dict) -> str:
                       ("search", *(f"L={n}" for n in lengths), "encoder ms"),
                       [(_search_name(r), *(f"{r['ms_per_step'][n]:.1f}" for n in lengths),
                         f"{r['encode_ms']:.1f}") for r in per_step])]
+    if "research" in result:
+        lines += ["", "research decoding of test_2016_flickr.de, randomly initialised models",
+                  _table(("run", "sentences", "seconds", "sent/s"),
+                         research_rows(result["research"]))]
     return "\n".join(lines + ["", "notes:", *(f"- {n}" for n in result["notes"])])
 
 
@@ -313,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the tokenizer and token ids are cached")
     parser.add_argument("--skip-train", action="store_true", help="no training measurements")
     parser.add_argument("--skip-decode", action="store_true", help="no decoding measurements")
+    parser.add_argument("--skip-research", action="store_true",
+                        help="no sampling, scoring and ensemble measurements")
     parser.add_argument("--plain", action="store_true",
                         help="measure the plain reference path (train.fast false)")
     args = parser.parse_args(argv)
@@ -329,7 +346,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return dataclasses.replace(
         base, steps=args.steps or base.steps,
         decode_sentences=args.decode_sentences or base.decode_sentences,
-        skip_train=args.skip_train, skip_decode=args.skip_decode)
+        skip_train=args.skip_train, skip_decode=args.skip_decode,
+        skip_research=args.skip_research)
 
 
 def main(argv: list[str] | None = None) -> int:

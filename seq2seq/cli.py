@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from seq2seq import __version__
 from seq2seq.commands.comparing import compare
+from seq2seq.commands.forced import score
 from seq2seq.commands.scoring import average, download, evaluate
 from seq2seq.commands.training import prepare, train
 from seq2seq.commands.translating import translate
@@ -40,6 +41,13 @@ torchrun --nproc-per-node 2 -m seq2seq train configs/toy.yaml   # see distribute
 seq2seq translate runs/toy/best.pt "the big dog sees two small cats ."
 echo "we sang ." | seq2seq translate runs/toy --beam-size 1   # a run directory: its best.pt
 seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
+seq2seq translate runs/toy/best.pt "we sang ." --nbest 3 --format tsv   # see decoding.md
+seq2seq translate runs/toy/best.pt -i mono.txt --sample --top-p 0.9 --seed 1
+seq2seq translate runs/a/best.pt runs/b/best.pt "a teacher waits ." --prefix "vorm"
+""",
+    "score": """\
+seq2seq score runs/toy/best.pt --src data/toy/test.src --tgt hyp.txt   # one line per pair
+paste data/toy/test.src hyp.txt | seq2seq score runs/toy/best.pt --json
 """,
     "evaluate": """\
 seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tgt
@@ -154,7 +162,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
-for command in (prepare, train, translate, evaluate, compare, average, download, info,
+for command in (prepare, train, translate, score, evaluate, compare, average, download, info,
                 attention, plot):
     app.command(cls=Command, epilog="Examples:\n" + EXAMPLES[command.__name__])(command)
 

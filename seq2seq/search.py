@@ -1,8 +1,11 @@
-"""Greedy and beam search: pure functions over a model and tensors.
+"""Greedy, beam, n-best and sampling search, and forced scoring: pure functions over a
+model and tensors.
 
-Both decode incrementally with the model's key/value cache (one new token per step)
-and drop finished sentences from the active batch. A hypothesis ends with EOS or when
-it reaches its sentence's length limit; the returned tokens exclude BOS and EOS.
+Every search decodes incrementally with the model's key/value cache (one new token per
+step) and drops finished sentences from the active batch. A hypothesis ends with EOS or
+when it reaches its sentence's length limit; the returned tokens exclude BOS and EOS. A
+prefix (target ids per sentence) forces the first tokens, whose log-probabilities count
+in the score as any other token's.
 
 What the model must offer is the Seq2SeqModel protocol (model/protocol.py): encode,
 decode, logits, new_cache, pad_id, max_positions, top_k and beams_share_memory.
@@ -11,20 +14,46 @@ Beam search keeps every hypothesis in the cache row of the beam it extends whene
 can (see _slots), so a step copies cache rows only where a beam forks into several.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from seq2seq.model.protocol import DecodingCache, Seq2SeqModel
 
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One finished hypothesis: tokens (no BOS/EOS) and its scores."""
+
+    tokens: list[int]
+    log_prob: float  # the model's log-probability of the tokens, and of EOS when eos
+    score: float  # log_prob / length_penalty(len(tokens) + eos, alpha)
+    eos: bool  # ended with EOS (else at the length limit)
+
 
 @dataclass
 class Hypotheses:
-    """Search results in input order: tokens (no BOS/EOS) and their scores."""
+    """Search results in input order: tokens (no BOS/EOS) and their scores, and every
+    input's n-best list (beam search: best first; sampling: in the order drawn)."""
 
     tokens: list[list[int]]
-    scores: list[float]  # greedy: sum of log-probs; beam: that divided by the length penalty
+    scores: list[float]  # greedy, sampling: sum of log-probs; beam: that / length penalty
+    nbest: list[list[Hypothesis]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How sample_search draws each token: from softmax(log-probs / temperature), kept to
+    the top_k most probable tokens (0: all) and to the smallest set whose probability
+    reaches top_p (nucleus sampling; 1: all)."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
 
 
 def max_output_lengths(src_mask: Tensor, ratio: float, max_positions: int) -> Tensor:
@@ -32,7 +61,11 @@ def max_output_lengths(src_mask: Tensor, ratio: float, max_positions: int) -> Te
 
     src_mask: (B, 1, 1, S) -> (B,) long.
     """
-    src_len = src_mask.flatten(1).sum(dim=1)  # (B,)
+    return length_limits(src_mask.flatten(1).sum(dim=1), ratio, max_positions)
+
+
+def length_limits(src_len: Tensor, ratio: float, max_positions: int) -> Tensor:
+    """max_output_lengths from source lengths (EOS included): (B,) -> (B,) long."""
     limit = (src_len.float() * ratio).long() + 10
     return limit.clamp(1, max_positions - 1)
 
@@ -40,6 +73,15 @@ def max_output_lengths(src_mask: Tensor, ratio: float, max_positions: int) -> Te
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT's ((5 + length) / 6) ** alpha; alpha 0 means raw log-probability."""
     return ((5.0 + length) / 6.0) ** alpha
+
+
+def prefix_tensor(prefixes: list[list[int]], device: torch.device) -> Tensor | None:
+    """Forced target ids per sentence as (B, L) long, -1 past each prefix; None if all empty."""
+    width = max((len(p) for p in prefixes), default=0)
+    if width == 0:
+        return None
+    rows = [[*p, *[-1] * (width - len(p))] for p in prefixes]
+    return torch.tensor(rows, dtype=torch.long, device=device)  # (B, L)
 
 
 def _step_log_probs(model: Seq2SeqModel, last: Tensor, memory: Tensor, src_mask: Tensor,
@@ -50,56 +92,139 @@ def _step_log_probs(model: Seq2SeqModel, last: Tensor, memory: Tensor, src_mask:
     """
     hidden, _ = model.decode(last, memory, src_mask, None, cache)  # (N, 1, D)
     logits = model.logits(hidden[:, -1]).float()  # (N, V)
-    logits[:, model.pad_id] = float("-inf")  # a column fill each, not an indexed write
-    logits[:, bos_id] = float("-inf")
+    logits[:, model.pad_id] = NEG_INF  # a column fill each, not an indexed write
+    logits[:, bos_id] = NEG_INF
     # in place: a second (N, V) tensor would cost memory and a pass
     return torch.log_softmax(logits, dim=-1, out=logits)
 
 
-@torch.no_grad()
-def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
-                  max_lens: Tensor) -> Hypotheses:
-    """Pick the most probable token at each step.
+def _force(logp: Tensor, prefix: Tensor | None, rows: Tensor, t: int) -> None:
+    """Where row r's prefix has a token at step t, leave only that token possible.
 
-    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,) output limits.
+    logp: (N, V), changed in place; prefix: (B, L) or None; rows: (N,) the prefix row of
+    each logp row. The forced token keeps its log-probability, so scores stay the model's.
     """
+    if prefix is None or t >= prefix.size(1):
+        return
+    forced = prefix[rows, t]  # (N,), -1 = free
+    at = (forced >= 0).nonzero().squeeze(1)  # (F,)
+    if at.numel():
+        tok = forced[at].unsqueeze(1)  # (F, 1)
+        kept = torch.full_like(logp[at], NEG_INF).scatter_(1, tok, logp[at].gather(1, tok))
+        logp.index_copy_(0, at, kept)
+
+
+def _one_path(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+              max_lens: Tensor, choose: Callable[[Tensor], tuple[Tensor, Tensor]],
+              prefix: Tensor | None, alpha: float) -> Hypotheses:
+    """One hypothesis per row, each step's token picked by choose(log-probs (N, V)) ->
+    (log-prob, token), (N,) each: greedy and sampling.  src: (B, S); max_lens: (B,)."""
     B = src.size(0)
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
     cache = model.new_cache(int(max_lens.max()) + 1)
     rows = torch.arange(B, device=src.device)  # input index of each active row
     last = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
     tokens: list[list[int]] = [[] for _ in range(B)]
-    scores = [0.0] * B
+    scores, ended = [0.0] * B, [False] * B
     limits = max_lens.tolist()
+    t = 0
     while rows.numel():
         logp = _step_log_probs(model, last, memory, src_mask, cache, bos_id)  # (N, V)
-        best_lp, best = (t.squeeze(1) for t in model.top_k(logp, 1))  # (N,) each
+        _force(logp, prefix, rows, t)
+        best_lp, best = choose(logp)  # (N,) each
         keep = []
         for i, (row, tok, lp) in enumerate(zip(rows.tolist(), best.tolist(), best_lp.tolist(),
                                                strict=True)):
             scores[row] += lp
+            ended[row] = tok == eos_id
             if tok != eos_id:
                 tokens[row].append(tok)
             if tok != eos_id and len(tokens[row]) < limits[row]:
                 keep.append(i)
-        last = best.unsqueeze(1)  # (N, 1)
+        last, t = best.unsqueeze(1), t + 1  # (N, 1)
         if len(keep) < len(rows):  # drop finished rows; reorder nothing on most steps
             index = torch.tensor(keep, dtype=torch.long, device=src.device)
             rows, last = rows[index], last[index]  # (N', 1)
             memory, src_mask = memory[index], src_mask[index]
             cache.select(index)
-    return Hypotheses(tokens, scores)
+    nbest = [[Hypothesis(tokens[r], scores[r],
+                         scores[r] / length_penalty(len(tokens[r]) + ended[r], alpha), ended[r])]
+             for r in range(B)]
+    return Hypotheses(tokens, scores, nbest)
+
+
+@torch.no_grad()
+def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+                  max_lens: Tensor, prefix: Tensor | None = None, alpha: float = 0.0
+                  ) -> Hypotheses:
+    """Pick the most probable token at each step.
+
+    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,) output limits; prefix: (B, L)
+    forced ids, -1 past each prefix (prefix_tensor); alpha: the n-best scores' length penalty.
+    """
+    def most_probable(logp: Tensor) -> tuple[Tensor, Tensor]:
+        best_lp, best = model.top_k(logp, 1)  # (N, 1) each
+        return best_lp.squeeze(1), best.squeeze(1)
+
+    return _one_path(model, src, src_mask, bos_id, eos_id, max_lens, most_probable, prefix,
+                     alpha)
+
+
+@torch.no_grad()
+def sample_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
+                  max_lens: Tensor, sampling: Sampling, generator: torch.Generator, n: int = 1,
+                  prefix: Tensor | None = None, alpha: float = 0.0) -> Hypotheses:
+    """Draw n independent samples per sentence, all rows in one batch.
+
+    Each token is drawn as Sampling says, with `generator` alone (on src's device), so a
+    seed and the same batches give the same samples. log_prob and score are the model's
+    own (temperature 1, no truncation), as forced scoring gives them. nbest holds each
+    sentence's n samples in the order drawn; tokens and scores its first.
+    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,); prefix: (B, L) or None.
+    """
+    def draw(logp: Tensor) -> tuple[Tensor, Tensor]:
+        tok = sample_tokens(logp, sampling, generator)  # (N,)
+        return logp.gather(1, tok.unsqueeze(1)).squeeze(1), tok
+
+    repeat = (lambda x: x.repeat_interleave(n, dim=0)) if n > 1 else (lambda x: x)
+    out = _one_path(model, repeat(src), repeat(src_mask), bos_id, eos_id, repeat(max_lens),
+                    draw, None if prefix is None else repeat(prefix), alpha)
+    drawn = [hyps[0] for hyps in out.nbest]  # one per row, a sentence's n rows in a run
+    nbest = [drawn[i * n : (i + 1) * n] for i in range(src.size(0))]
+    return Hypotheses([g[0].tokens for g in nbest], [g[0].log_prob for g in nbest], nbest)
+
+
+def sample_tokens(logp: Tensor, sampling: Sampling, generator: torch.Generator) -> Tensor:
+    """One token per row drawn as `sampling` says.  logp: (N, V) -> (N,) long.
+
+    Tokens of probability zero (PAD, BOS, a forced step's others) are never drawn.
+    """
+    # the row's maximum subtracted first, so a temperature near 0 cannot overflow to -inf
+    scores = (logp - logp.amax(dim=1, keepdim=True)) / sampling.temperature  # (N, V)
+    if 0 < sampling.top_k < scores.size(1):
+        kth = scores.topk(sampling.top_k, dim=1).values[:, -1:]  # (N, 1)
+        scores = scores.masked_fill(scores < kth, NEG_INF)
+    if sampling.top_p < 1.0:
+        probs, order = scores.softmax(dim=1).sort(dim=1, descending=True)  # (N, V) each
+        before = probs.cumsum(dim=1) - probs  # mass of the more probable tokens
+        drop = torch.zeros_like(before, dtype=torch.bool).scatter_(1, order,
+                                                                   before >= sampling.top_p)
+        scores = scores.masked_fill(drop, NEG_INF)  # the most probable token always stays
+    return torch.multinomial(scores.softmax(dim=1), 1, generator=generator).squeeze(1)
 
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
-                max_lens: Tensor, beam_size: int, alpha: float = 1.0) -> Hypotheses:
+                max_lens: Tensor, beam_size: int, alpha: float = 1.0, prefix: Tensor | None = None,
+                nbest: int = 1) -> Hypotheses:
     """Keep the beam_size best partial hypotheses of every sentence, batched.
 
     A sentence is done when beam_size hypotheses have ended with EOS, or when its
     beams reach its length limit. Scores are log-probabilities divided by
-    length_penalty(length, alpha), length counting EOS.
-    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,).
+    length_penalty(length, alpha), length counting EOS. Each sentence's nbest (<=
+    beam_size) best finished hypotheses come back in Hypotheses.nbest, best first: the
+    lists the search keeps anyway.
+    src: (B, S); src_mask: (B, 1, 1, S); max_lens: (B,); prefix: (B, L) or None.
     """
     B, k, device = src.size(0), beam_size, src.device
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
@@ -110,14 +235,16 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int,
     cache = model.new_cache(int(max_lens.max()) + 1)
     sents = torch.arange(B, device=device)  # input index of each active sentence
     seqs = torch.full((B * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t+1)
-    beam_scores = torch.full((B, k), float("-inf"), device=device)
+    beam_scores = torch.full((B, k), NEG_INF, device=device)
     beam_scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     limits = max_lens.tolist()
     beams = torch.arange(k, device=device)
     while sents.numel():
         N, t = sents.numel(), seqs.size(1)
         logp = _step_log_probs(model, seqs[:, -1:], memory, src_mask, cache, bos_id)  # (N*k, V)
+        if prefix is not None:
+            _force(logp, prefix, sents.repeat_interleave(k), t - 1)
         top_scores, top_beam, top_tok = _best_candidates(model, beam_scores, logp, 2 * k)
         is_eos = top_tok == eos_id
         _finish_eos(finished, sents, seqs, k, top_scores, top_beam, is_eos, t, alpha)
@@ -145,8 +272,9 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int,
                 cache.select(keep_rows, alive)
             else:
                 cache.select(keep_rows)
-    best = [max(hyps, key=lambda h: h[0]) for hyps in finished]
-    return Hypotheses([tokens for _, tokens in best], [score for score, _ in best])
+    # stable: among equal scores the first found stays first, as max() would pick it
+    ranked = [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]
+    return Hypotheses([h[0].tokens for h in ranked], [h[0].score for h in ranked], ranked)
 
 
 def _best_candidates(model: Seq2SeqModel, beam_scores: Tensor, logp: Tensor, n: int
@@ -190,11 +318,13 @@ def _finish_eos(finished, sents: Tensor, seqs: Tensor, k: int, top_scores: Tenso
     eos_in_top = is_eos[:, :k].nonzero().tolist()  # [[n, j], ...], usually few
     for n, j in eos_in_top:
         sent = sents[n].item()
-        if len(finished[sent]) >= k:
+        log_prob = top_scores[n, j].item()
+        # -inf: an impossible candidate (a dead beam, or one a prefix rules out)
+        if len(finished[sent]) >= k or log_prob == NEG_INF:
             continue
         row = n * k + top_beam[n, j].item()
-        score = top_scores[n, j].item() / length_penalty(t, alpha)  # t tokens incl. EOS
-        finished[sent].append((score, seqs[row, 1:].tolist()))
+        score = log_prob / length_penalty(t, alpha)  # t tokens incl. EOS
+        finished[sent].append(Hypothesis(seqs[row, 1:].tolist(), log_prob, score, True))
 
 
 def _retire_done(finished, sents: Tensor, seqs: Tensor, beam_scores: Tensor, k: int,
@@ -210,10 +340,44 @@ def _retire_done(finished, sents: Tensor, seqs: Tensor, beam_scores: Tensor, k: 
             continue
         if length >= limits[sent]:
             for j in range(k):
-                score = beam_scores[n, j].item()
-                if score > float("-inf"):
+                log_prob = beam_scores[n, j].item()
+                if log_prob > NEG_INF:
                     tokens = seqs[n * k + j, 1:].tolist()
-                    finished[sent].append((score / length_penalty(length, alpha), tokens))
+                    score = log_prob / length_penalty(length, alpha)
+                    finished[sent].append(Hypothesis(tokens, log_prob, score, False))
             continue
         alive.append(n)
     return torch.tensor(alive, dtype=torch.long, device=sents.device)
+
+
+@torch.no_grad()
+def forced_log_probs(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
+                     tgt_out: Tensor, tgt_mask: Tensor, bos_id: int) -> Tensor:
+    """The log-probability of each given target token, as search computes it: (B, T), 0 at
+    padding. PAD and BOS are impossible, as in search, so search's scores equal these sums.
+
+    src: (B, S); src_mask: (B, 1, 1, S); tgt_in: (B, T) [BOS] + tokens; tgt_out: (B, T)
+    tokens + [EOS]; tgt_mask: (B, 1, T, T) (data.make_batch builds all of them).
+    """
+    memory, _ = model.encode(src, src_mask)  # (B, S, D)
+    hidden, _ = model.decode(tgt_in, memory, src_mask, tgt_mask)  # (B, T, D)
+    logits = model.logits(hidden).float()  # (B, T, V)
+    logits[..., model.pad_id] = NEG_INF
+    logits[..., bos_id] = NEG_INF
+    # the chosen logit less the log normaliser: no (B, T, V) log-softmax copy
+    chosen = logits.gather(2, tgt_out.unsqueeze(2)).squeeze(2) - logits.logsumexp(dim=2)
+    return chosen.masked_fill(tgt_out == model.pad_id, 0.0)  # (B, T)
+
+
+@torch.no_grad()
+def cross_attention(model, src: Tensor, src_mask: Tensor, tgt_in: Tensor, tgt_mask: Tensor
+                    ) -> list[Tensor]:
+    """Each decoder layer's cross-attention while reading tgt_in, averaged over heads.
+
+    model: one that returns attention weights (Transformer, RNNSeq2Seq with attention).
+    Returns one (B, T, S) tensor per layer: row t is the attention while predicting
+    target token t; none for a model without attention.
+    """
+    memory, _ = model.encode(src, src_mask)  # (B, S, D)
+    _, attention = model.decode(tgt_in, memory, src_mask, tgt_mask, None, need_weights=True)
+    return [weights.mean(dim=1) for weights in attention.cross]  # (B, H, T, S) -> (B, T, S)

@@ -169,7 +169,7 @@ def sentence_attention(translator: "Translator", sentence: str, beam_size: int
     from seq2seq.data import make_source
     from seq2seq.inspection.attention_maps import AttentionMaps
     from seq2seq.model.masks import target_mask
-    from seq2seq.translate import report_unknown
+    from seq2seq.translation import report_unknown
 
     model, src_tok, tgt_tok = translator.model, translator.src_tok, translator.tgt_tok
     ids = src_tok.encode([sentence])[0]

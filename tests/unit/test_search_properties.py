@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from seq2seq.data import make_source
 from seq2seq.fast import accelerate
 from seq2seq.model.masks import target_mask
-from seq2seq.search import beam_search, greedy_search, length_penalty
+from seq2seq.search import beam_search, greedy_search, length_penalty, prefix_tensor
 from tests.conftest import BOS, EOS, PAD, Uncached, tiny_model
 
 SEARCH = settings(max_examples=30, deadline=None)
@@ -150,3 +150,23 @@ def test_beam_search_with_the_cache_equals_beam_search_without(case):
     assert cached.tokens == uncached.tokens
     for a, b in zip(cached.scores, uncached.scores, strict=True):
         assert abs(a - b) < TOL
+
+
+@settings(max_examples=15, deadline=None)  # two searches and a forced pass per hypothesis
+@given(case=cases(), data=st.data())
+def test_nbest_lists_are_ranked_forced_prefixes_hold_and_scores_are_the_models(case, data):
+    model, src, src_mask, max_lens, k, alpha = case
+    vocab = model.logits(torch.zeros(1, 32)).size(-1)
+    prefixes = [data.draw(st.lists(st.integers(4, vocab - 1), max_size=min(3, limit)))
+                for limit in max_lens.tolist()]
+    prefix = prefix_tensor(prefixes, src.device)
+    beam = beam_search(model, src, src_mask, BOS, EOS, max_lens, k, alpha, prefix, nbest=k)
+    greedy = greedy_search(model, src, src_mask, BOS, EOS, max_lens, prefix, alpha)
+    for i, (group, p) in enumerate(zip(beam.nbest, prefixes, strict=True)):
+        assert 1 <= len(group) <= k and group[0].tokens == beam.tokens[i]
+        assert [h.score for h in group] == sorted((h.score for h in group), reverse=True)
+        for h in [*group, *greedy.nbest[i]]:
+            assert h.tokens[: len(p)] == p and len(h.tokens) <= max_lens[i]
+            expected = log_prob(model, src[i : i + 1], src_mask[i : i + 1], h.tokens, h.eos)
+            assert abs(h.log_prob - expected) < TOL
+            assert abs(h.score - h.log_prob / length_penalty(len(h.tokens) + h.eos, alpha)) < TOL
