@@ -2,6 +2,7 @@
 fitted to its positions, another run's weights (train.init_from), or a resumed run, where
 a run that has already finished is left as it is."""
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +70,8 @@ def model_on(model_config: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer,
              device: torch.device) -> nn.Module:
     """The model the config describes, on `device`; an allocation failure is one line."""
     m = model_config
+    if device.type == "cpu":
+        _check_fits_in_memory(m, src_tok, tgt_tok)
     try:
         model = build_model(m, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
                             joint_vocab=src_tok is tgt_tok)
@@ -81,6 +84,28 @@ def model_on(model_config: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer,
             f"model.decoder_layers={m.decoder_layers}, model.max_positions={m.max_positions}, "
             f"vocabulary {src_tok.vocab_size}/{tgt_tok.vocab_size}): {reason}; "
             "make it smaller") from None
+
+
+def _check_fits_in_memory(m: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+    """Refuse, before allocating, a model whose training state cannot fit in this machine's
+    memory: the kernel would otherwise kill the process, or the machine would swap for hours."""
+    try:
+        with torch.device("meta"):  # shapes only: no memory
+            shape = build_model(m, src_tok.vocab_size, tgt_tok.vocab_size, src_tok.pad_id,
+                                joint_vocab=src_tok is tgt_tok)
+    except (RuntimeError, MemoryError):  # the real build below reports it
+        return
+    n = sum(p.numel() for p in shape.parameters())
+    need = 16 * n  # fp32 weights, gradients and AdamW's two moments, before activations
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this system: let it try
+        return
+    if need > have:
+        raise Seq2SeqError(
+            f"the model has {n:,} parameters; training them needs at least {need / 2**30:.1f} "
+            f"GiB (weights, gradients, optimizer state) but this machine has "
+            f"{have / 2**30:.1f} GiB; lower model.d_model, model.d_ff or the layer counts")
 
 
 # ---------------------------------------------------------------- other runs

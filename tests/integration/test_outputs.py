@@ -86,8 +86,9 @@ OUTPUT_IS_INPUT = {
                                   "REL_SRC"], None),
     "evaluate --hyp H -o H": (["evaluate", "CK", "--hyp", "H", "--ref", "REF", "-o", "H"], None),
     "average -o link to input": (["average", "CK", "CK", "-o", "LINK_CK"], None),
-    "attention -o CK": (["attention", "CK", "the dog .", "-o", "CK"], None),
-    "plot -o metrics.jsonl": (["plot", "RUN", "-o", "METRICS"], None),
+    # a .png name, since a suffix attention cannot write is refused first anyway
+    "attention -o link to CK": (["attention", "CK", "the dog .", "-o", "PNG_CK"], None),
+    "plot -o link to metrics.jsonl": (["plot", "RUN", "-o", "PNG_METRICS"], None),
 }
 
 
@@ -107,6 +108,8 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
     names = {"CK": own_ckpt, "SRC": work / "test.src", "REF": work / "test.tgt",
              "H": work / "hyp.txt", "RUN": work / "run", "METRICS": work / "run/metrics.jsonl",
              "LINK_CK": _symlink(tmp_path, "link.pt", own_ckpt),
+             "PNG_CK": _symlink(tmp_path, "maps.png", own_ckpt),
+             "PNG_METRICS": _symlink(tmp_path, "curves.png", work / "run/metrics.jsonl"),
              "HARD_SRC": _hardlink(tmp_path, "hard.src", work / "test.src"),
              "REL_SRC": Path(os.path.relpath(work / "test.src"))}
     args, stdin = OUTPUT_IS_INPUT[case]

@@ -490,3 +490,16 @@ def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capfd, monkeypatch)
                  "--no-progress", "--set", "model.d_model=4096", "--set", "model.n_heads=4")
     assert_one_line_error(result, "could not build the model", "model.d_model=4096",
                           "not enough memory")
+
+
+def test_a_model_larger_than_the_machine_is_refused_before_allocating(tmp_path, capfd,
+                                                                      monkeypatch):
+    # About 7.5e9 parameters: inside the config's bounds, far beyond 24 GiB of training state.
+    data = write_slice(tmp_path, n_train=60, n_dev=8)
+    result = cli(capfd, monkeypatch, "train", tiny_config_yaml(tmp_path, data), "--no-progress",
+                 "--set", "model.d_model=8192", "--set", "model.d_ff=32768",
+                 "--set", "model.n_heads=8", "--set", "model.encoder_layers=4",
+                 "--set", "model.decoder_layers=4")
+    assert_one_line_error(result, "parameters; training them needs at least", "GiB")
+    assert not list((tmp_path / "run").glob("*.pt"))
+

@@ -79,8 +79,12 @@ def test_max_time_counts_training_not_validation(tmp_path, monkeypatch):
     assert 2.0 <= state["elapsed"] - state["eval_seconds"] < 4.0
 
 
-def test_the_progress_bar_is_shown_when_asked(tmp_path, capfd):
-    """The schedule's fraction-done must not take the place of the progress-bar flag."""
+def test_the_progress_bar_is_shown_when_asked(tmp_path, capfd, monkeypatch):
+    """The schedule's fraction-done must not take the place of the progress-bar flag.
+    (The bar is drawn on a terminal only: pretend stderr is one.)"""
+    import seq2seq.training.report as report
+
+    monkeypatch.setattr(report, "is_terminal", lambda stream: True)
     data = write_slice(tmp_path, n_train=20, n_dev=8)
     config = tiny_config_yaml(tmp_path, data, max_steps=4, eval_every=100)
     train(load_config(config), progress=True)
