@@ -8,7 +8,6 @@ text does not depend on the terminal's width); the examples are seq2seq.cli.EXAM
 which each command's --help shows too.
 """
 
-import argparse
 import re
 import sys
 import types
@@ -22,6 +21,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from any directory
 
 import typer  # noqa: E402
 
+from scripts.docgen import write_or_check  # noqa: E402
 from seq2seq.cli import EXAMPLES, app  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "cli.md"
@@ -165,22 +165,8 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only check that docs/cli.md is current")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run `python scripts/cli_docs.py` "
-                  "to update", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}", file=sys.stderr)
-    return 0
+    return write_or_check(OUTPUT, render(), ROOT, "scripts/cli_docs.py",
+                          __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

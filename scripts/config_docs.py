@@ -7,7 +7,6 @@ Names, types and defaults come from the dataclasses; each key's description is t
 `# ...` comment on its line in seq2seq/config.py, so a key is documented in one place.
 """
 
-import argparse
 import ast
 import dataclasses
 import io
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from any directory
     sys.path.insert(0, str(ROOT))
 
+from scripts.docgen import write_or_check  # noqa: E402
 from seq2seq import config as config_module  # noqa: E402
 
 SOURCE = ROOT / "seq2seq" / "config.py"
@@ -147,26 +147,13 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="only check that docs/config.md is current")
-    args = parser.parse_args()
-    text = render()
     missing = undocumented()
     if missing:
         print("undocumented config keys (add a trailing comment in seq2seq/config.py): "
               + ", ".join(missing), file=sys.stderr)
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run `python "
-                  "scripts/config_docs.py` to update", file=sys.stderr)
-            return 1
-        return 1 if missing else 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}", file=sys.stderr)
-    return 0
+    code = write_or_check(OUTPUT, render(), ROOT, "scripts/config_docs.py",
+                          __doc__.splitlines()[0])
+    return code or (1 if missing and "--check" in sys.argv else 0)
 
 
 if __name__ == "__main__":

@@ -135,3 +135,14 @@ def mirror() -> Path:
     if not (MIRROR / "train.de.gz").is_file():
         pytest.skip(f"no Multi30k mirror at {MIRROR}")
     return MIRROR
+
+
+def train_tiny(tmp: Path) -> tuple[Path, Path]:
+    """A two-step tiny model trained on a toy slice in tmp: (best.pt, the slice's folder)."""
+    from seq2seq.config import load_config
+    from seq2seq.training.loop import train
+
+    data = write_slice(tmp)
+    run = train(load_config(tiny_config_yaml(tmp, data, max_steps=2, eval_every=2)),
+                progress=False)
+    return run / "best.pt", data

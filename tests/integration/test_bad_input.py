@@ -17,9 +17,7 @@ import torch
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
-from seq2seq.config import load_config
-from seq2seq.training.loop import train
-from tests.conftest import tiny_config_yaml, write_slice
+from tests.conftest import tiny_config_yaml, train_tiny, write_slice
 
 SNOWMAN = "\u2603 \u6f22\u5b57"  # characters the toy tokenizer never saw
 
@@ -69,11 +67,7 @@ def checkpoints(run: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A two-step tiny model: (best.pt, the toy slice it was trained on)."""
-    tmp = tmp_path_factory.mktemp("bad_input")
-    data = write_slice(tmp)
-    run = train(load_config(tiny_config_yaml(tmp, data, max_steps=2, eval_every=2)),
-                progress=False)
-    return run / "best.pt", data
+    return train_tiny(tmp_path_factory.mktemp("bad_input"))
 
 
 @pytest.fixture

@@ -6,20 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.config import load_config
-from seq2seq.training.loop import train
-from tests.conftest import tiny_config_yaml, write_slice
+from tests.conftest import train_tiny, write_slice
 from tests.integration.test_bad_input import assert_one_line_error, cli
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A two-step tiny model: (best.pt, the toy slice of 40 test lines it was trained on)."""
-    tmp = tmp_path_factory.mktemp("compare")
-    data = write_slice(tmp)
-    run = train(load_config(tiny_config_yaml(tmp, data, max_steps=2, eval_every=2)),
-                progress=False)
-    return run / "best.pt", data
+    return train_tiny(tmp_path_factory.mktemp("compare"))
 
 
 @pytest.fixture
