@@ -116,11 +116,16 @@ def _force(logp: Tensor, prefix: Tensor | None, rows: Tensor, t: int) -> None:
 
 def _one_path(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: int, eos_id: int,
               max_lens: Tensor, choose: Callable[[Tensor], tuple[Tensor, Tensor]],
-              prefix: Tensor | None, alpha: float) -> Hypotheses:
+              prefix: Tensor | None, alpha: float, copies: int = 1) -> Hypotheses:
     """One hypothesis per row, each step's token picked by choose(log-probs (N, V)) ->
-    (log-prob, token), (N,) each: greedy and sampling.  src: (B, S); max_lens: (B,)."""
-    B = src.size(0)
+    (log-prob, token), (N,) each: greedy and sampling.  src: (B, S); max_lens: (B,);
+    copies: rows per sentence, each sentence encoded once (rows i*copies ... in a run).
+    prefix: (B * copies, L) or None."""
     memory, _ = model.encode(src, src_mask)  # (B, S, D)
+    if copies > 1:
+        memory, src_mask, max_lens = (x.repeat_interleave(copies, dim=0)
+                                      for x in (memory, src_mask, max_lens))
+    B = memory.size(0)
     cache = model.new_cache(int(max_lens.max()) + 1)
     rows = torch.arange(B, device=src.device)  # input index of each active row
     last = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
@@ -186,9 +191,9 @@ def sample_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: in
         tok = sample_tokens(logp, sampling, generator)  # (N,)
         return logp.gather(1, tok.unsqueeze(1)).squeeze(1), tok
 
-    repeat = (lambda x: x.repeat_interleave(n, dim=0)) if n > 1 else (lambda x: x)
-    out = _one_path(model, repeat(src), repeat(src_mask), bos_id, eos_id, repeat(max_lens),
-                    draw, None if prefix is None else repeat(prefix), alpha)
+    if prefix is not None:
+        prefix = prefix.repeat_interleave(n, dim=0)  # (B * n, L)
+    out = _one_path(model, src, src_mask, bos_id, eos_id, max_lens, draw, prefix, alpha, n)
     drawn = [hyps[0] for hyps in out.nbest]  # one per row, a sentence's n rows in a run
     nbest = [drawn[i * n : (i + 1) * n] for i in range(src.size(0))]
     return Hypotheses([g[0].tokens for g in nbest], [g[0].log_prob for g in nbest], nbest)
@@ -197,7 +202,10 @@ def sample_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, bos_id: in
 def sample_tokens(logp: Tensor, sampling: Sampling, generator: torch.Generator) -> Tensor:
     """One token per row drawn as `sampling` says.  logp: (N, V) -> (N,) long.
 
-    Tokens of probability zero (PAD, BOS, a forced step's others) are never drawn.
+    Tokens of probability zero (PAD, BOS, a forced step's others) are never drawn. The
+    draw is the Gumbel-max trick: argmax(scores + Gumbel noise) is distributed as
+    softmax(scores), and it needs only uniform noise and an argmax, where torch.multinomial
+    walks each row's cumulative sum.
     """
     # the row's maximum subtracted first, so a temperature near 0 cannot overflow to -inf
     scores = (logp - logp.amax(dim=1, keepdim=True)) / sampling.temperature  # (N, V)
@@ -210,7 +218,9 @@ def sample_tokens(logp: Tensor, sampling: Sampling, generator: torch.Generator) 
         drop = torch.zeros_like(before, dtype=torch.bool).scatter_(1, order,
                                                                    before >= sampling.top_p)
         scores = scores.masked_fill(drop, NEG_INF)  # the most probable token always stays
-    return torch.multinomial(scores.softmax(dim=1), 1, generator=generator).squeeze(1)
+    uniform = torch.rand(scores.shape, generator=generator, device=scores.device)  # [0, 1)
+    gumbel = uniform.log_().neg_().log_().neg_()  # -log(-log u); u = 0 gives -inf, never drawn
+    return (scores + gumbel).argmax(dim=1)
 
 
 @torch.no_grad()

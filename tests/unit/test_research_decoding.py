@@ -132,6 +132,19 @@ def test_top_k_and_top_p_draw_only_from_the_kept_tokens():
     assert 1 not in set(sample_tokens(masked, Sampling(temperature=5.0), g).tolist())
 
 
+
+def test_draws_follow_the_softmax_of_the_tempered_scores():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logp = probs.log().expand(40000, -1)  # (N, V)
+    g = torch.Generator().manual_seed(1)
+    for temperature in (1.0, 2.0):
+        drawn = sample_tokens(logp, Sampling(temperature=temperature), g)
+        want = (probs.log() / temperature).softmax(dim=0)
+        assert torch.allclose(drawn.bincount(minlength=4) / 40000, want, atol=0.01)
+    kept = sample_tokens(logp, Sampling(top_k=2), g).bincount(minlength=4) / 40000
+    assert torch.allclose(kept, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.01)
+
+
 # ---------------------------------------------------------------- prefixes
 
 
