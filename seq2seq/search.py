@@ -213,14 +213,27 @@ def sample_tokens(logp: Tensor, sampling: Sampling, generator: torch.Generator) 
         kth = scores.topk(sampling.top_k, dim=1).values[:, -1:]  # (N, 1)
         scores = scores.masked_fill(scores < kth, NEG_INF)
     if sampling.top_p < 1.0:
-        probs, order = scores.softmax(dim=1).sort(dim=1, descending=True)  # (N, V) each
-        before = probs.cumsum(dim=1) - probs  # mass of the more probable tokens
-        drop = torch.zeros_like(before, dtype=torch.bool).scatter_(1, order,
-                                                                   before >= sampling.top_p)
-        scores = scores.masked_fill(drop, NEG_INF)  # the most probable token always stays
+        scores = scores.masked_fill(~nucleus(scores.softmax(dim=1), sampling.top_p), NEG_INF)
     uniform = torch.rand(scores.shape, generator=generator, device=scores.device)  # [0, 1)
     gumbel = uniform.log_().neg_().log_().neg_()  # -log(-log u); u = 0 gives -inf, never drawn
     return (scores + gumbel).argmax(dim=1)
+
+
+def nucleus(probs: Tensor, top_p: float, candidates: int = 64) -> Tensor:
+    """Which tokens are in each row's nucleus: the most probable ones, down to and including
+    the first that brings their mass to top_p.  probs: (N, V) -> (N, V) bool.
+
+    A trained model's nucleus is usually a few dozen tokens, so the `candidates` most
+    probable are ranked first (a top-k, far cheaper than sorting the vocabulary); only when
+    some row's nucleus reaches beyond them is the whole vocabulary sorted.
+    """
+    k = min(candidates, probs.size(1))
+    top, order = probs.topk(k, dim=1)  # (N, k) each, most probable first
+    if k < probs.size(1) and bool((top.sum(dim=1) < top_p).any()):
+        top, order = probs.sort(dim=1, descending=True)  # (N, V) each
+    before = top.cumsum(dim=1) - top  # mass of the more probable tokens
+    keep = torch.zeros_like(probs, dtype=torch.bool)
+    return keep.scatter_(1, order, before < top_p)  # the most probable token always stays
 
 
 @torch.no_grad()

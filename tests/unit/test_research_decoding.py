@@ -15,6 +15,7 @@ from seq2seq.search import (
     forced_log_probs,
     greedy_search,
     length_penalty,
+    nucleus,
     prefix_tensor,
     sample_search,
     sample_tokens,
@@ -143,6 +144,19 @@ def test_draws_follow_the_softmax_of_the_tempered_scores():
         assert torch.allclose(drawn.bincount(minlength=4) / 40000, want, atol=0.01)
     kept = sample_tokens(logp, Sampling(top_k=2), g).bincount(minlength=4) / 40000
     assert torch.allclose(kept, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.01)
+
+
+
+def test_the_nucleus_from_candidates_equals_the_nucleus_from_sorting():
+    g = torch.Generator().manual_seed(2)
+    peaked = (torch.randn(6, 300, generator=g) * 6).softmax(dim=1)  # nucleus within 64
+    flat = torch.randn(6, 300, generator=g).softmax(dim=1)  # nucleus beyond 64: sorted
+    for probs in (peaked, flat, torch.cat([peaked, flat])):
+        for top_p in (0.05, 0.5, 0.9, 0.999):
+            ranked, order = probs.sort(dim=1, descending=True)
+            before = ranked.cumsum(dim=1) - ranked
+            want = torch.zeros_like(probs, dtype=torch.bool).scatter_(1, order, before < top_p)
+            assert torch.equal(nucleus(probs, top_p), want)
 
 
 # ---------------------------------------------------------------- prefixes
