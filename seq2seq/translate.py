@@ -96,19 +96,20 @@ class Translator:
 
     def translate(self, sentences: str | list[str], beam_size: int | None = None,
                   length_penalty: float | None = None, max_len_ratio: float | None = None,
-                  batch_size: int | None = None) -> str | list[str]:
+                  batch_size: int | None = None, first_line: int = 1) -> str | list[str]:
         """Translate one sentence (a str gives a str) or a list of them (one output each).
 
         sentences: a string, or a list (or tuple) of strings; a blank one gives "".
         beam_size: 1 is greedy search; length_penalty: GNMT alpha; max_len_ratio: output
         tokens <= ratio * source tokens + 10; batch_size: sentences per batch.
+        first_line: the number of the first sentence in warnings about cut lines.
         Raises TypeError for anything else (a bare iterator, bytes, numbers), and
         Seq2SeqError for an option out of range.
         """
         lines, single = as_lines(sentences)
         beam, alpha, ratio, size = self.options(beam_size, length_penalty, max_len_ratio,
                                                 batch_size)
-        ids = self.encode(lines)
+        ids = self.encode(lines, first_line)
         tokens = self.translate_ids(ids, beam, alpha, ratio, size)
         outputs = self.tgt_tok.decode(tokens)
         outputs = [out if sent.strip() else "" for sent, out in zip(lines, outputs, strict=True)]
@@ -124,8 +125,8 @@ class Translator:
     def nbest(self, sentences: list[str], n: int = 1, beam_size: int | None = None,
               length_penalty: float | None = None, max_len_ratio: float | None = None,
               batch_size: int | None = None, prefixes: list[str] | None = None,
-              token_scores: bool = False, alignment_layer: int | None = None
-              ) -> list[list[Translation]]:
+              token_scores: bool = False, alignment_layer: int | None = None,
+              first_line: int = 1) -> list[list[Translation]]:
         """The n (<= beam size) best translations of each sentence, best first.
 
         Beam search keeps these lists anyway, so they cost nothing extra; n 1 gives what
@@ -139,14 +140,16 @@ class Translator:
                                                 batch_size)
         check_nbest(n, beam)
         return self._translations(sentences, prefixes, ratio, size, self._beam(beam, alpha, n),
-                                  f"with beam size {beam}", token_scores, alignment_layer)
+                                  f"with beam size {beam}", token_scores, alignment_layer,
+                                  first_line)
 
     def sample(self, sentences: list[str], n: int = 1, temperature: float = 1.0,
                top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                generator: torch.Generator | None = None, length_penalty: float | None = None,
                max_len_ratio: float | None = None, batch_size: int | None = None,
                prefixes: list[str] | None = None, token_scores: bool = False,
-               alignment_layer: int | None = None) -> list[list[Translation]]:
+               alignment_layer: int | None = None, first_line: int = 1
+               ) -> list[list[Translation]]:
         """n independent samples of each sentence, in the order drawn (back-translation).
 
         Each token is drawn from softmax(log-probs / temperature), kept to the top_k most
@@ -167,7 +170,8 @@ class Translator:
                                  generator, n, prefix, alpha).nbest
 
         return self._translations(sentences, prefixes, ratio, size, search,
-                                  f"with {n} samples each", token_scores, alignment_layer)
+                                  f"with {n} samples each", token_scores, alignment_layer,
+                                  first_line)
 
     def score(self, sources: list[str], targets: list[str], batch_size: int | None = None
               ) -> list[PairScore]:
@@ -252,14 +256,15 @@ class Translator:
 
     def _translations(self, sentences: list[str], prefixes: list[str] | None, ratio: float,
                       batch_size: int, search: Search, what: str, token_scores: bool,
-                      alignment_layer: int | None) -> list[list[Translation]]:
+                      alignment_layer: int | None, first_line: int = 1
+                      ) -> list[list[Translation]]:
         """Encode, check, search in batches, and turn hypotheses into Translations."""
         if prefixes is not None and len(prefixes) != len(sentences):
             raise Seq2SeqError(f"{len(prefixes)} prefixes for {len(sentences)} sentences; give "
                                "one per sentence")
         if alignment_layer is not None:
             self.check_alignment_layer(alignment_layer)
-        ids = self.encode(list(sentences))
+        ids = self.encode(list(sentences), first_line)
         ids = [x if s.strip() else [] for x, s in zip(ids, sentences, strict=True)]  # as translate
         prefix_ids = None if prefixes is None else self._prefix_ids(prefixes, ids, ratio)
         hyps = self._hypotheses(ids, prefix_ids, ratio, batch_size, search, what)

@@ -135,8 +135,8 @@ def _renderer(translator, options: dict, nbest: int, fmt: Format, sampling: dict
 
     if (fmt == "text" and nbest == 1 and sampling is None and prefix is None
             and not prefix_tsv):
-        return lambda lines, start: "".join(t + "\n" for t in translator.translate(lines,
-                                                                                   **options))
+        return lambda lines, start: "".join(
+            t + "\n" for t in translator.translate(lines, first_line=start + 1, **options))
     extras = dict(batch_size=options["batch_size"], token_scores=token_scores,
                   alignment_layer=alignment_layer)
     if alignment_layer is not None:
@@ -160,6 +160,7 @@ def _renderer(translator, options: dict, nbest: int, fmt: Format, sampling: dict
                                      **extras)
 
     def render(lines: list[str], start: int) -> str:
+        extras["first_line"] = start + 1
         if prefix_tsv:
             split = [line.partition("\t") for line in lines]
             lines, prefixes = [s for s, _, _ in split], [p for _, _, p in split]

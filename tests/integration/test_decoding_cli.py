@@ -169,3 +169,13 @@ def test_bad_research_options_fail_in_one_line_and_write_nothing(ckpt, capfd, mo
         result = cli(capfd, monkeypatch, *command, "-o", out)
         assert_one_line_error(result, "vocabulary", "same tokenizers")
         assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["text", "tsv"])
+def test_a_cut_line_from_a_pipe_is_named_by_its_line_in_the_whole_input(ckpt, capfd,
+                                                                       monkeypatch, fmt):
+    monkeypatch.setattr("seq2seq.commands.translating.STDIN_CHUNK", 2)  # lines 1-2, then 3
+    long = " ".join(["the big dog sees two cats ."] * 40)  # over the model's positions
+    stdin = "\n".join(["a man sleeps .", "two women walk .", long]).encode() + b"\n"
+    result = run(capfd, monkeypatch, "translate", ckpt, "--format", fmt, stdin=stdin)
+    assert "were cut to fit (line 3)" in result.err
