@@ -305,16 +305,23 @@ def sample_pairs(specs: Iterable[CorpusSpec], n: int, seed: int) -> tuple[list[s
         raise ValueError(f"sample size must be positive, got {n}")
     rng = random.Random(hashlib.sha256(f"sample_pairs:{seed}".encode()).digest())
     pairs = ((s, t) for spec in specs for s, t in iter_pairs(spec) if s.strip() and t.strip())
-    reservoir = list(itertools.islice(enumerate(pairs), n))
+    # Parallel lists, not a list of tuples: strings are not tracked by the garbage collector,
+    # so a large sample does not make every collection walk it.
+    src, tgt = [], []
+    for s, t in itertools.islice(pairs, n):
+        src.append(s)
+        tgt.append(t)
+    order = list(range(len(src)))
     w = math.exp(math.log(1.0 - rng.random()) / n)
     upcoming = n + _skip(rng, w)
-    for i, pair in enumerate(pairs, n):
+    for i, (s, t) in enumerate(pairs, n):
         if i == upcoming:
-            reservoir[rng.randrange(n)] = (i, pair)
+            j = rng.randrange(n)
+            src[j], tgt[j], order[j] = s, t, i
             w *= math.exp(math.log(1.0 - rng.random()) / n)
             upcoming = i + 1 + _skip(rng, w)
-    reservoir.sort()
-    return [s for _, (s, _) in reservoir], [t for _, (_, t) in reservoir]
+    ranks = sorted(range(len(order)), key=order.__getitem__)
+    return [src[r] for r in ranks], [tgt[r] for r in ranks]
 
 
 def _skip(rng: random.Random, w: float) -> int:
