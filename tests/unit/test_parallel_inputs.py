@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import CorpusConfig, dump_config, from_dict, load_config
+from seq2seq.corpora.lines import read_lines
 from seq2seq.corpora.parallel import (
     check_corpora,
     corpus_spec,
@@ -92,6 +93,7 @@ def test_line_endings_and_a_blank_tsv_line(tmp_path: Path) -> None:
     (tmp_path / "x.de").write_bytes(b"a\r\nb")  # CRLF, and no final newline
     (tmp_path / "x.en").write_bytes(gzip.compress(b"A\nB\n"))  # .gz content under any name
     assert read_parallel(tmp_path / "x.de", tmp_path / "x.en").src == ["a", "b"]
+    assert read_lines(tmp_path / "x.en") == ["A", "B"]  # translate -i and evaluate read .gz too
 
 
 def test_a_plain_file_is_preferred_to_its_gz(tmp_path: Path) -> None:
@@ -106,6 +108,22 @@ def test_dev_and_test_take_one_corpus(tmp_path: Path) -> None:
     assert read_corpus(corpus_spec(cfg, "data.dev")).src == [s for s, _ in PAIRS[:4]]
     assert corpus_spec(cfg, "data.test").kind == "plain"
     one_line_error(lambda: corpus_spec(config("t"), "data.test"), "data.test is not set")
+
+
+def test_evaluate_takes_data_test_files_plain_or_gz_and_refuses_a_tsv(tmp_path, monkeypatch):
+    from seq2seq import evaluate
+
+    prefix = write_plain(tmp_path, "test", PAIRS[:3], tgt_gz=True)
+    for test, expected in ((prefix, (Path(f"{prefix}.de"), Path(f"{prefix}.en.gz"))),
+                           ({"tsv": write_tsv(tmp_path / "t.tsv", PAIRS)}, None)):
+        monkeypatch.setattr(evaluate, "load_checkpoint", lambda path: {})
+        monkeypatch.setattr(evaluate, "checkpoint_config", lambda state, name, t=test:
+                            config("a", test=t))
+        if expected:
+            assert evaluate.default_test_files(tmp_path / "c.pt") == expected
+        else:
+            one_line_error(lambda: evaluate.default_test_files(tmp_path / "c.pt"),
+                           "data.test is a tsv corpus", "give --src and --ref")
 
 
 # ---------------------------------------------------------------- the sample
