@@ -323,3 +323,16 @@ def test_a_saved_dataset_round_trips(tmp_path: Path) -> None:
     spec = training_corpora(config({"dataset": str(tmp_path / "one")}))[0]
     assert spec.files and all(p.is_file() for p in spec.files)
     assert count_lines_hint(spec) == 6
+
+
+def test_a_missing_extra_is_one_line_saying_how_to_install_it(tmp_path: Path, monkeypatch):
+    from seq2seq.corpora import tables
+
+    (tmp_path / "t.parquet").write_bytes(b"PAR1")
+    monkeypatch.setattr(tables.importlib.util, "find_spec", lambda name: None)
+    fine = write_plain(tmp_path, "f", PAIRS[:2])
+    for entry, package in (({"parquet": str(tmp_path / "t.parquet")}, "pyarrow"),
+                           ({"dataset": str(tmp_path)}, "datasets")):
+        one_line_error(lambda e=entry: training_corpora(config([fine, e])),
+                       f"data.train[1].{next(iter(entry))}: reading a",
+                       f"needs the {package} package", "pip install 'seq2seq[datasets]'")
