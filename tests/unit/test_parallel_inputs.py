@@ -336,3 +336,24 @@ def test_a_missing_extra_is_one_line_saying_how_to_install_it(tmp_path: Path, mo
         one_line_error(lambda e=entry: training_corpora(config([fine, e])),
                        f"data.train[1].{next(iter(entry))}: reading a",
                        f"needs the {package} package", "pip install 'seq2seq[datasets]'")
+
+
+def test_the_tokenizer_follows_the_list_of_training_corpora(tmp_path: Path) -> None:
+    from seq2seq.prepare import prepare
+    from tests.conftest import write_slice
+
+    data = write_slice(tmp_path, n_train=150, n_dev=4)
+    more = write_tsv(tmp_path / "more.tsv", PAIRS)
+
+    def run(train) -> str:
+        logs: list[str] = []
+        prepare(from_dict({"data": {"train": train, "dev": f"{data}/dev"},
+                           "tokenizer": {"vocab_size": 100},
+                           "train": {"max_steps": 1, "run_dir": str(tmp_path / "run")}}),
+                log=logs.append)
+        return " ".join(logs)
+
+    both = [f"{data}/train", {"tsv": more}]
+    assert "SentencePiece model" in run(both) and "reusing" in run(both)
+    assert f"the training text {more} is no longer in data.train" in run([f"{data}/train"])
+    assert "reusing" in run(f"{data}/train")  # a one-item list and its prefix are one corpus
