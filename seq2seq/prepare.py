@@ -11,13 +11,18 @@ was not written by this seq2seq and is used as it is, with a note.
 import dataclasses
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import Config, TokenizerConfig
-from seq2seq.data import EncodedCorpus, ParallelText, encode_parallel, filter_long, read_parallel
+from seq2seq.corpora.parallel import (
+    check_corpora,
+    corpus_spec,
+    read_corpus,
+    read_training_text,
+    training_corpora,
+)
+from seq2seq.data import EncodedCorpus, ParallelText, encode_parallel, filter_long
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
@@ -39,11 +44,6 @@ def manifest_path(model: Path) -> Path:
     return model.with_name(model.name + ".json")
 
 
-def corpus_paths(config: Config, prefix: str) -> tuple[Path, Path]:
-    """{prefix}.{src} and {prefix}.{tgt}."""
-    return Path(f"{prefix}.{config.data.src}"), Path(f"{prefix}.{config.data.tgt}")
-
-
 # ---------------------------------------------------------------- inputs, before any work
 
 
@@ -53,36 +53,7 @@ def check_inputs(config: Config, splits: tuple[str, ...] = SPLITS) -> None:
 
     Runs before any work, so a mistyped data.dev is not found after the tokenizer trained.
     """
-    for split in splits:
-        prefix = getattr(config.data, split)
-        if prefix:
-            for path in corpus_paths(config, prefix):
-                _check_readable(path, f"data.{split}")
-
-
-def _check_readable(path: Path, key: str) -> None:
-    named = f"named by {key}"
-    if not path.is_absolute():
-        named += f", relative to the current directory {Path.cwd()}"
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        hint = f"; check {key} in the config"
-        if "multi30k" in str(path).lower():  # a recipe run before its data was fetched
-            where = "" if path.parent == Path("data/multi30k") else f" --dir {path.parent}"
-            hint = f"; `seq2seq download multi30k{where}` fetches it"
-        raise Seq2SeqError(f"file not found: {path} ({named}){hint}") from None
-    except OSError as e:
-        raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise Seq2SeqError(f"cannot read {path} ({named}): it is a folder, not a text file")
-    if not stat.S_ISREG(mode):  # a pipe would be read once, and the text is read twice
-        raise Seq2SeqError(f"cannot read {path} ({named}): not a regular file")
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as e:
-        raise Seq2SeqError(f"cannot read {path} ({named}): {e.strerror}") from None
+    check_corpora(config, splits)
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -112,7 +83,7 @@ def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer,
                                    "data, or train into a new train.run_dir")
             log(f"tokenizer: retraining {path}: {why}")
         if text is None:
-            text = read_parallel(*corpus_paths(config, config.data.train))
+            text = read_training_text(config)
         lines = text.src + text.tgt if side == "joint" else getattr(text, side)
         tok = config.tokenizer
         made[side] = train_tokenizer(lines, tok.vocab_size, tok.model_type,
@@ -141,9 +112,13 @@ def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -
 
 def _record(config: Config, side: str) -> dict:
     """What a tokenizer depends on: its settings and the content of the training files."""
-    text = {}
-    for key, path in zip(("src", "tgt"), corpus_paths(config, config.data.train), strict=True):
-        text[key] = {"path": str(path), **_fingerprint(path)}
+    specs = training_corpora(config)
+    files = [path for spec in specs for path in spec.files]
+    # one plain corpus keeps the keys src and tgt, so existing manifests stay current
+    keys = (("src", "tgt") if len(specs) == 1 and specs[0].kind == "plain"
+            else [str(path) for path in files])
+    text = {key: {"path": str(path), **_fingerprint(path)}
+            for key, path in zip(keys, files, strict=True)}
     settings = {**dataclasses.asdict(config.tokenizer), "side": side}
     return json.loads(json.dumps({"settings": settings, "text": text}))  # as read back
 
@@ -194,6 +169,9 @@ def _status(path: Path, record: dict) -> tuple[str, str]:
     changes += [f"the training text {now['path']} changed" for side, now in record["text"].items()
                 if adopted is None and (not isinstance(text.get(side), dict)
                                         or text[side].get("sha256") != now["sha256"])]
+    changes += [f"the training text {text[side].get('path', side)} is no longer in data.train"
+                for side in text if adopted is None and side not in record["text"]
+                and isinstance(text[side], dict)]
     if changes:
         return "stale", "; ".join(changes)
     if adopted is not None:
@@ -226,11 +204,11 @@ def load_training_data(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
                        log=print) -> TrainingData:
     """Read, tokenize (once, cached in the run dir) and length-filter train and dev."""
     cache = Path(config.train.run_dir) / "cache"
-    text = read_parallel(*corpus_paths(config, config.data.train))
+    text = read_training_text(config)
     train, too_long = filter_long(encode_parallel(text, src_tok, tgt_tok, cache),
                                   config.data.max_len)
     log(f"data: {len(train.src)} training pairs; dropped {text.dropped_empty} with an empty "
         f"side and {too_long} longer than data.max_len={config.data.max_len} tokens")
-    dev_text = read_parallel(*corpus_paths(config, config.data.dev))
+    dev_text = read_corpus(corpus_spec(config, "data.dev"))
     dev = encode_parallel(dev_text, src_tok, tgt_tok, cache)
     return TrainingData(train, dev, dev_text)
