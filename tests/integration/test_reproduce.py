@@ -33,7 +33,8 @@ def test_reproduce_script_trains_evaluates_and_prints_rows(tmp_path: Path, mirro
         ["bash", str(tmp_path / "scripts" / "reproduce_multi30k.sh"), "de_en",
          "--mirror", str(mirror), *sets],
         capture_output=True, text=True, timeout=600,
-        env={"PATH": "/usr/bin:/bin", "BIN": str(Path(sys.executable).parent)})
+        env={"PATH": "/usr/bin:/bin", "BIN": str(Path(sys.executable).parent),
+             "PYTHONPATH": str(ROOT)})  # this tree's package, not whichever is installed
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| de->en |")]
     assert "case:mixed" in rows[0] and "case:lc" in rows[1]
