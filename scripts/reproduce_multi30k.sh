@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Reproduce a Multi30k result: download, train (60 minutes of training), average, evaluate.
+# Reproduce a Multi30k result: download, train (the recipe's train.max_steps), average,
+# evaluate.
 #   scripts/reproduce_multi30k.sh de_en [--mirror DIR] [--set section.key=value ...]
 # Prints Markdown table rows (cased, lowercased, and the papers' protocol where sacremoses is
 # installed): direction, protocol, BLEU, chrF, training time, checkpoint.
 # Trains into runs/multi30k_DIRECTION, replacing what is there, unless an override sets
-# train.run_dir (for example a longer run: --set train.max_time=3h --set train.run_dir=runs/x).
+# train.run_dir (for example a longer run: --set train.max_steps=6000 --set train.run_dir=runs/x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 direction=${1:?usage: scripts/reproduce_multi30k.sh de_en|en_de [--mirror DIR] [--set k=v ...]}
