@@ -54,6 +54,7 @@ seq2seq evaluate runs/toy/best.pt --src data/toy/test.src --ref data/toy/test.tg
 seq2seq evaluate runs/toy/best.pt --json            # data.test of the checkpoint's config
 seq2seq evaluate --hyp hyp.txt --ref data/toy/test.tgt --metrics bleu,chrf,ter
 seq2seq evaluate runs/toy/best.pt --tokenize intl --lowercase
+seq2seq evaluate runs/m30k/best.pt --protocol multi30k-tok   # also the papers' BLEU
 """,
     "compare": """\
 seq2seq compare --ref data/toy/test.tgt baseline.txt new.txt --method both

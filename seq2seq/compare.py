@@ -12,12 +12,14 @@ from seq2seq.metrics import (
     DEFAULT_METRICS,
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
+    DEFAULT_SMOOTH,
     DEFAULT_TOKENIZE,
     METHODS,
     PairedResult,
     check_metrics,
     paired_test,
 )
+from seq2seq.moses import PROTOCOLS, TOK_PROTOCOL, check_protocol, moses_pipeline, protocol_files
 from seq2seq.translate import Translator
 
 
@@ -34,7 +36,8 @@ def compare(systems: Sequence[Path], ref: Path, src: Path | None = None, *,
             method: str = "bootstrap", n_samples: int | None = None, seed: int = DEFAULT_SEED,
             metrics: Sequence[str] = DEFAULT_METRICS, tokenize: str = DEFAULT_TOKENIZE,
             lowercase: bool = False, beam_size: int | None = None,
-            batch_size: int | None = None, device: str = "auto") -> dict:
+            batch_size: int | None = None, device: str = "auto", protocol: str = PROTOCOLS[0],
+            tok_ref: Path | None = None, lang: str | None = None) -> dict:
     """Scores, confidence intervals and p-values against systems[0] of each system on ref.
 
     Args:
@@ -42,6 +45,9 @@ def compare(systems: Sequence[Path], ref: Path, src: Path | None = None, *,
         method: bootstrap, ar (approximate randomisation) or both.
         n_samples: resamples (bootstrap) or trials (ar); None takes sacreBLEU's defaults.
             The confidence intervals always come from bootstrap resampling.
+        protocol: multi30k-tok scores the systems' lines lowercased, Moses-normalised and
+            -tokenized against tok_ref (see moses.protocol_files), with no further
+            tokenization and, for BLEU, no smoothing: the papers' way.
     Returns a dict: the settings, one entry per system with its scores, and the signatures.
     """
     if len(systems) < 2:
@@ -51,12 +57,23 @@ def compare(systems: Sequence[Path], ref: Path, src: Path | None = None, *,
     if n_samples is not None and n_samples < 1:
         raise Seq2SeqError(f"--n-samples must be >= 1, got {n_samples}")
     check_metrics(metrics, tokenize, lowercase)
+    if check_protocol(protocol, tok_ref, lang) == TOK_PROTOCOL:
+        ref, tok_ref, lang = protocol_files(ref, tok_ref, lang)
+        moses_line = moses_pipeline(lang)
     references = nonempty(read_lines(ref), ref, "reference")
+    if tok_ref is not None:  # the papers' text is what gets scored, from here on
+        tokenized = nonempty(read_lines(tok_ref), tok_ref, "tokenized reference")
+        check_aligned(tok_ref, len(tokenized), ref, len(references))
     hypotheses, decoding = _system_outputs(list(systems), ref, references, src, beam_size,
                                            batch_size, device)
+    smooth = DEFAULT_SMOOTH
+    if tok_ref is not None:
+        hypotheses = [[moses_line(h) for h in hyps] for hyps in hypotheses]
+        references, tokenize, lowercase, smooth = tokenized, "none", True, "none"
     samples = {t: n_samples or DEFAULT_SAMPLES[t] for t in tests}
     runs = {t: paired_test(hypotheses, references, t, samples[t], seed, metrics, tokenize,
-                           lowercase, n_confidence=n_samples or DEFAULT_SAMPLES["bootstrap"])
+                           lowercase, n_confidence=n_samples or DEFAULT_SAMPLES["bootstrap"],
+                           smooth=smooth)
             for t in tests}
     rows = [{"name": str(path), "checkpoint": decoding[i] is not None,
              "decoding": decoding[i], "identical_to_baseline": i > 0 and hyps == hypotheses[0],
@@ -66,6 +83,7 @@ def compare(systems: Sequence[Path], ref: Path, src: Path | None = None, *,
     return {"ref": str(ref), "src": None if src is None else str(src),
             "sentences": len(references), "metrics": list(metrics), "tokenize": tokenize,
             "lowercase": lowercase, "method": method, "n_samples": samples, "seed": seed,
+            "protocol": protocol, "tok_ref": None if tok_ref is None else str(tok_ref),
             "systems": rows,
             "signatures": {t: runs[t].signatures for t in tests}}
 

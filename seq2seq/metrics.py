@@ -15,6 +15,7 @@ from seq2seq.errors import Seq2SeqError
 METRICS = ("bleu", "chrf", "ter")
 DEFAULT_METRICS = ("bleu", "chrf")
 DEFAULT_TOKENIZE = "13a"
+DEFAULT_SMOOTH = "exp"  # sacreBLEU's; "none" is multi-bleu.perl's (0 if an order has no match)
 TOKENIZERS = tuple(sacrebleu.metrics.BLEU.TOKENIZERS)
 METHODS = {"bootstrap": "bs", "ar": "ar"}  # our name -> sacreBLEU's test_type
 DEFAULT_SEED = 12345  # sacreBLEU's own
@@ -65,15 +66,17 @@ def check_metrics(names: Sequence[str], tokenize: str = DEFAULT_TOKENIZE,
 
 
 def score(hypotheses: list[str], references: list[str], lowercase: bool = False,
-          metrics: Sequence[str] = DEFAULT_METRICS, tokenize: str = DEFAULT_TOKENIZE) -> Scores:
+          metrics: Sequence[str] = DEFAULT_METRICS, tokenize: str = DEFAULT_TOKENIZE,
+          smooth: str = DEFAULT_SMOOTH) -> Scores:
     """Corpus scores of detokenized hypotheses against raw references, one of each per line.
 
     Args:
         metrics: any of bleu, chrf, ter.
         tokenize: sacreBLEU's BLEU tokenizer (13a, intl, zh, char, none, ...).
+        smooth: BLEU's smoothing: exp (sacreBLEU's default), none, floor or add-k.
     """
     _check_aligned(hypotheses, references)
-    built = _build(metrics, tokenize, lowercase)
+    built = _build(metrics, tokenize, lowercase, smooth)
     values, signatures, breakdown = {}, {}, None
     for name, metric in built.items():
         result = metric.corpus_score(hypotheses, [references])
@@ -109,7 +112,8 @@ class PairedResult:
 def paired_test(systems: list[list[str]], references: list[str], method: str,
                 n_samples: int, seed: int = DEFAULT_SEED, metrics: Sequence[str] = DEFAULT_METRICS,
                 tokenize: str = DEFAULT_TOKENIZE, lowercase: bool = False,
-                n_confidence: int | None = None) -> PairedResult:
+                n_confidence: int | None = None, smooth: str = DEFAULT_SMOOTH
+                ) -> PairedResult:
     """sacreBLEU's paired bootstrap resampling or approximate randomisation of each system
     against the first (the baseline).
 
@@ -128,7 +132,7 @@ def paired_test(systems: list[list[str]], references: list[str], method: str,
         raise Seq2SeqError(f"--n-samples must be >= 1, got {n_samples}")
     for hypotheses in systems:
         _check_aligned(hypotheses, references)
-    built = _build(metrics, tokenize, lowercase)
+    built = _build(metrics, tokenize, lowercase, smooth)
     named = [(f"system {i}", hyps) for i, hyps in enumerate(systems)]
     confidence = (n_confidence or n_samples) if method == "ar" else -1
     with _sacrebleu_seed(seed):
@@ -181,7 +185,8 @@ def _check_aligned(hypotheses: list[str], references: list[str]) -> None:
         raise Seq2SeqError("nothing to score: no references")
 
 
-def _build(names: Sequence[str], tokenize: str, lowercase: bool) -> dict[str, Metric]:
+def _build(names: Sequence[str], tokenize: str, lowercase: bool,
+           smooth: str = DEFAULT_SMOOTH) -> dict[str, Metric]:
     """sacreBLEU metric objects by our name, cased unless lowercase."""
     if tokenize not in TOKENIZERS:
         raise Seq2SeqError(f"unknown BLEU tokenizer {tokenize!r}; sacreBLEU knows: "
@@ -195,14 +200,15 @@ def _build(names: Sequence[str], tokenize: str, lowercase: bool) -> dict[str, Me
         elif name == "ter":  # sacreBLEU's TER ignores case unless told
             built[name] = sacrebleu.metrics.TER(case_sensitive=not lowercase)
         else:
-            built[name] = _bleu(tokenize, lowercase)
+            built[name] = _bleu(tokenize, lowercase, smooth)
     return built
 
 
-def _bleu(tokenize: str, lowercase: bool) -> Metric:
+def _bleu(tokenize: str, lowercase: bool, smooth: str = DEFAULT_SMOOTH) -> Metric:
     try:
         # force: the toy data spaces its periods on purpose; no "forgot to detokenize" warning
-        return sacrebleu.metrics.BLEU(lowercase=lowercase, tokenize=tokenize, force=True)
+        return sacrebleu.metrics.BLEU(lowercase=lowercase, tokenize=tokenize, force=True,
+                                      smooth_method=smooth)
     except (ImportError, OSError, RuntimeError) as error:  # mecab or a SentencePiece model
         raise Seq2SeqError(f"sacreBLEU's {tokenize!r} tokenizer is not available here "
                            f"({' '.join(str(error).split())}); install what it needs or "

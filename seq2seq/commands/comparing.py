@@ -31,6 +31,15 @@ def compare(
     tokenize: Annotated[str, typer.Option(
         help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")] = "13a",
     lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
+    protocol: Annotated[str, typer.Option(
+        help="sacrebleu, or multi30k-tok: score the papers' way, lowercased Moses-tokenized "
+             "text against the tokenized reference (see evaluation.md).")] = "sacrebleu",
+    tok_ref: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
+                             "tok/SPLIT.lc.norm.tok.LANG beside --ref.")] = None,
+    lang: Annotated[str | None, typer.Option(
+        help="multi30k-tok's target language (en, de, fr, cs). Default: the tokenized "
+             "reference's suffix.")] = None,
     beam_size: Annotated[int | None, typer.Option(
         help="For checkpoints; default: each one's decode.beam_size.")] = None,
     batch_size: Annotated[int | None, typer.Option(
@@ -48,7 +57,7 @@ def compare(
     result = run_compare(systems or [], ref, src, method=method, n_samples=n_samples,
                          seed=seed, metrics=parse_metrics(metrics), tokenize=tokenize,
                          lowercase=lowercase, beam_size=beam_size, batch_size=batch_size,
-                         device=device)
+                         device=device, protocol=protocol, tok_ref=tok_ref, lang=lang)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -62,8 +71,10 @@ def comparison_lines(result: dict) -> list[str]:
     tests = list(result["n_samples"])
     how = ", ".join(f"{TEST_NAMES[t]} ({n} {'resamples' if t == 'bootstrap' else 'trials'})"
                     for t, n in result["n_samples"].items())
+    scored = result["ref"] if result["tok_ref"] is None else (
+        f"{result['tok_ref']} (the papers' lowercased, tokenized text)")
     lines = [f"{len(result['systems'])} systems, {result['sentences']} sentences of "
-             f"{result['ref']}; {how}, seed {result['seed']}", ""]
+             f"{scored}; {how}, seed {result['seed']}", ""]
     p_heads = ["p"] if len(tests) == 1 else [f"p ({'bs' if t == 'bootstrap' else t})"
                                              for t in tests]
     header = ["system"]

@@ -38,6 +38,16 @@ def evaluate(
     tokenize: Annotated[str, typer.Option(
         help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")] = "13a",
     lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
+    protocol: Annotated[str, typer.Option(
+        help="sacrebleu, or multi30k-tok: also BLEU the papers' way, on lowercased "
+             "Moses-tokenized text against the tokenized reference (see evaluation.md), "
+             "beside sacreBLEU's cased and lowercased BLEU.")] = "sacrebleu",
+    tok_ref: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
+                             "tok/SPLIT.lc.norm.tok.LANG beside --ref.")] = None,
+    lang: Annotated[str | None, typer.Option(
+        help="multi30k-tok's target language (en, de, fr, cs). Default: the tokenized "
+             "reference's suffix.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="Also write the translations here.")] = None,
@@ -47,10 +57,11 @@ def evaluate(
     from seq2seq.evaluate import evaluate as run_evaluate
     from seq2seq.metrics import parse_metrics
 
-    one_stdin({"--src": src, "--ref": ref, "--hyp": hyp})
+    one_stdin({"--src": src, "--ref": ref, "--hyp": hyp, "--tok-ref": tok_ref})
     result = run_evaluate(checkpoint, src, ref, hyp, beam_size, length_penalty, batch_size,
                           lowercase, device, output, max_len_ratio=max_len_ratio,
-                          metrics=parse_metrics(metrics), tokenize=tokenize, progress=True)
+                          metrics=parse_metrics(metrics), tokenize=tokenize, progress=True,
+                          protocol=protocol, tok_ref=tok_ref, lang=lang)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -76,6 +87,25 @@ def evaluation_lines(result: dict) -> list[str]:
                      f"hyp_len = {b['hyp_len']} ref_len = {b['ref_len']})")
     lines += [f"  {LABELS[n] + ' signature:':<{width}} {result[n + '_signature']}"
               for n in names]
+    return lines + protocol_lines(result)
+
+
+PROTOCOL_NAMES = {"multi30k-tok": "papers' (multi30k-tok)", "sacrebleu-cased": "sacreBLEU cased",
+                  "sacrebleu-lowercased": "sacreBLEU lowercased"}
+
+
+def protocol_lines(result: dict) -> list[str]:
+    """evaluate's BLEU by protocol, when --protocol multi30k-tok asked for it: one line per
+    protocol with its score and signature, then what the papers' text went through."""
+    protocols = result.get("protocols")
+    if not protocols:
+        return []
+    width = max(len(PROTOCOL_NAMES[name]) for name in protocols)
+    lines = ["BLEU by protocol:"]
+    lines += [f"  {PROTOCOL_NAMES[name]:<{width}}  {row['bleu']:6.2f}   {row['bleu_signature']}"
+              for name, row in protocols.items()]
+    lines.append(f"    tokenized reference: {result['files']['tok_ref']}")
+    lines.append(f"    hypotheses through: {protocols['multi30k-tok']['pipeline']}")
     return lines
 
 
@@ -96,10 +126,18 @@ def download(corpus: Annotated[str, typer.Argument(help="Corpus name: multi30k."
              mirror: Annotated[Path | None, typer.Option(
                  help="Copy the files from this local folder instead of the network.")] = None
              ) -> None:
-    """Fetch a known corpus, verify its checksums, and unpack it to plain text."""
-    from seq2seq.corpora.multi30k import download_multi30k
+    """Fetch a known corpus, verify its checksums, unpack it to plain text, and build the
+    papers' tokenized val and test files (with sacremoses)."""
+    from seq2seq.corpora.multi30k import build_tokenized, download_multi30k
+    from seq2seq.moses import INSTALL, TOK_DIR, sacremoses_version
 
     if corpus != "multi30k":
         fail(f"unknown corpus {corpus!r}; known: multi30k")
     paths = download_multi30k(dir, mirror=mirror, progress=True)
     typer.echo(f"{len(paths)} files ready in {dir}", err=True)
+    if sacremoses_version() is None:
+        typer.echo(f"tokenized files skipped: sacremoses is not installed ({INSTALL}); "
+                   "`evaluate --protocol multi30k-tok` needs them", err=True)
+        return
+    tokenized = build_tokenized(dir, progress=True)
+    typer.echo(f"{len(tokenized)} tokenized files ready in {dir / TOK_DIR}", err=True)

@@ -1,4 +1,5 @@
-"""Multi30k Task 1 (raw): fetch the gzipped files, check their SHA-256, unpack them.
+"""Multi30k Task 1: fetch the gzipped raw files, check their SHA-256, unpack them, and
+build the release's tokenized files for scoring.
 
 Files come from the public Multi30k repository on GitHub or from a local mirror
 folder holding the same twelve ``{split}.{lang}.gz`` files. Every file is written
@@ -6,6 +7,10 @@ under a temporary name next to its target and moved into place only once its
 checksum matches, so an interrupted or failed run never leaves a half-written or
 unverified file behind. A rerun checks each unpacked text against its archive and
 unpacks it again if it differs (a truncated or edited file is not trusted).
+
+`build_tokenized` then writes ``tok/{split}.lc.norm.tok.{lang}`` for the evaluation splits,
+made from the raw files the way the release made its data/task1/tok (seq2seq/moses.py); a
+rerun makes them again in memory and rewrites only a file that differs.
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ from tqdm import tqdm
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import reason, same_file
+from seq2seq.moses import TOK_DIR, language_of, moses_pipeline, tok_name
 
 BASE_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 SPLITS = ("train", "val", "test_2016_flickr")
 LANGS = ("de", "en", "fr", "cs")
+# Tokenized only where a score is computed: train is read raw (SentencePiece), and its
+# four tokenized copies would cost a minute of every download.
+TOK_SPLITS = ("val", "test_2016_flickr")
 TIMEOUT_S = 60.0
 CHUNK_BYTES = 1 << 16
 
@@ -103,6 +112,49 @@ def download_multi30k(
             _install(text, mirror, base_url, checksums or SHA256)
             bar.update(1)
     return texts
+
+
+def tokenized_path(dest: Path, split: str, lang: str) -> Path:
+    """The tokenized file `build_tokenized` writes, e.g. ``dest/tok/val.lc.norm.tok.de``."""
+    multi30k_paths(dest, split, lang)  # checks split and lang
+    return Path(dest) / TOK_DIR / tok_name(split, lang)
+
+
+def build_tokenized(dest: Path, splits: tuple[str, ...] = TOK_SPLITS, progress: bool = True
+                    ) -> list[Path]:
+    """Make the release's lowercased, normalised, tokenized files from the unpacked raw ones.
+
+    A file already holding exactly what the pipeline gives is left untouched; any other is
+    written again, atomically. Seq2SeqError without sacremoses, or for a missing raw file.
+
+    Args:
+        dest: the folder `download_multi30k` unpacked into; the files go to ``dest/tok/``.
+        splits: some of ``SPLITS``.
+        progress: a tqdm bar (one step per file) on stderr.
+    Returns:
+        the tokenized paths, split-major like `download_multi30k`'s.
+    """
+    pipelines = {lang: moses_pipeline(lang) for lang in LANGS}  # before any work
+    pairs = [(multi30k_paths(dest, split, lang), tokenized_path(dest, split, lang))
+             for split in splits for lang in LANGS]
+    for raw, _ in pairs:
+        if not raw.is_file():
+            raise Seq2SeqError(f"{raw} is missing; run `seq2seq download multi30k --dir "
+                               f"{dest}` to unpack it first")
+    _make_folder(Path(dest) / TOK_DIR)
+    with tqdm(total=len(pairs), desc="multi30k tok", unit="file", disable=not progress) as bar:
+        for raw, tok in pairs:
+            bar.set_postfix_str(tok.name)
+            line = pipelines[language_of(raw)]
+            lines = raw.read_bytes().decode("utf-8").split("\n")
+            if lines[-1] == "":
+                lines.pop()  # the final newline ends the last line; it does not start one
+            data = "".join(line(text) + "\n" for text in lines).encode("utf-8")
+            if not (tok.is_file() and tok.read_bytes() == data):
+                with _atomic_writer(tok) as out:
+                    out.write(data)
+            bar.update(1)
+    return [tok for _, tok in pairs]
 
 
 def _install(text: Path, mirror: Path | None, base_url: str, checksums: dict[str, str]
