@@ -69,13 +69,18 @@ def open_browser(playwright):
 
 
 def hover_shows_a_weight(page) -> str:
-    """Hover a cell of the heat-map; the tooltip's text, which must hold a weight."""
-    cells = page.locator("#maps .cell")
-    cells.nth(cells.count() // 2).hover()
+    """Hover the largest weight of a middle row of the (first) heat-map; the tooltip's
+    text, which must hold that weight."""
+    rows = page.locator("#maps figure").first.locator(".rlab").count()
+    row = page.locator(f"#maps figure >> nth=0 >> .cell[data-r='{rows // 2}']")
+    weights = [float(w) for w in row.evaluate_all("cells => cells.map(c => c.dataset.w)")]
+    row.nth(weights.index(max(weights))).hover()
     tip = page.locator("#tip")
     tip.wait_for(state="visible")
     text = tip.inner_text()
-    assert re.search(r"\b[01]\.\d{3}\b", text) and "\u2192" in text, text
+    shown = re.search(r"\b([01]\.\d{3})\b", text)
+    assert shown and abs(float(shown.group(1)) - max(weights)) < 0.0011, text
+    assert "\u2192" in text, text  # which row attends to which column
     maps = page.locator("#maps figure").count()  # each map lights the same row and column
     assert page.locator("#maps .lab.on").count() == 2 * maps
     return text
