@@ -73,8 +73,6 @@ class Served:
                  max_len_ratio: float | None, attention: bool, max_beam: int) -> Decoding:
         """A request's options, None taken from the checkpoint; Seq2SeqError naming the
         first one out of range."""
-        from seq2seq.translation import check_nbest
-
         if beam_size is not None and beam_size > max_beam:
             raise Seq2SeqError(f"beam_size must be at most {max_beam} on this server "
                                f"(serve --max-beam), got {beam_size}")
@@ -82,7 +80,9 @@ class Served:
                                                         max_len_ratio)
         if beam > max_beam:  # the checkpoint's own default is over the server's limit
             beam = max_beam
-        check_nbest(nbest, beam)
+        if not 1 <= nbest <= beam:  # an n-best list comes from the beam
+            raise Seq2SeqError(f"nbest must be between 1 and the beam size ({beam}), got "
+                               f"{nbest}; raise beam_size for a longer list")
         if attention and not self.has_attention:
             raise Seq2SeqError("attention maps need the PyTorch model; this engine has none")
         return Decoding(beam, alpha, ratio, nbest, attention)

@@ -254,3 +254,15 @@ def test_serve_is_a_command_with_its_limits_as_options():
     for option in ("--host", "--port", "--device", "--max-sentences", "--max-chars",
                    "--max-request-bytes", "--max-beam", "--timeout", "--batch-wait-ms"):
         assert option in result.output
+
+
+@pytest.mark.slow
+def test_the_load_script_checks_a_served_subprocess(trained, capsys):
+    """bench/serve_load.py end to end: `seq2seq serve` in a subprocess on a free port,
+    concurrent clients, every answer against translate()."""
+    from bench import serve_load
+
+    code = serve_load.main([str(trained[0]), "--clients", "4", "--requests", "16"])
+    out = capsys.readouterr().out
+    assert "errors 0, outputs differing from translate() 0" in out, out
+    assert code == 0 and "latency ms: p50" in out and "server RSS" in out
