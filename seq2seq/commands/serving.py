@@ -60,7 +60,11 @@ def serve(
         typer.echo(f"warning: --host {host} lets other machines reach this server, which has "
                    "no authentication; use 127.0.0.1 unless that is what you want", err=True)
     sock = _listen(host, port)  # before the model loads: a port in use fails at once
-    served = Served.load(checkpoint, device)
+    try:
+        served = Served.load(checkpoint, device)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(served, limits)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -27,25 +27,39 @@ class Decoding:
 class Served:
     """A loaded model with what /info says about it."""
 
-    def __init__(self, translator, info: dict[str, Any]):
-        """translator: a Translator (or one with the same options/nbest/src_tok);
-        info: what /info reports (engine, model config, parameters, ...)."""
+    def __init__(self, translator, info: dict[str, Any], max_tokens: int,
+                 has_attention: bool):
+        """translator: a Translator, or another engine with its options, nbest, encode,
+        src_tok and decode; info: what /info reports (engine, model config, parameters,
+        ...); max_tokens: the most source pieces a sentence may have; has_attention:
+        whether translator.model can give attention weights (our own PyTorch model)."""
         self.translator, self.info = translator, info
+        self.max_tokens, self.has_attention = max_tokens, has_attention
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> "Served":
         """A checkpoint (*.pt) or its run directory, on `device`; Seq2SeqError when the
         file is missing, damaged or foreign."""
+        path = Path(path)
+        if path.is_dir() and (path / "model.bin").is_file():  # CTranslate2's weights file
+            return cls.load_exported(path, device)
+        return cls.load_checkpoint(path, device)
+
+    @classmethod
+    def load_exported(cls, path: Path, device: str) -> "Served":
+        """An exported directory: served by the engine that translates it, once this build
+        has one (it plugs in here with max_tokens from its model, has_attention False)."""
+        raise Seq2SeqError(f"{path} is an exported model; serving one needs the CTranslate2 "
+                           "engine, which this build lacks; serve the checkpoint it was "
+                           "exported from")
+
+    @classmethod
+    def load_checkpoint(cls, path: Path, device: str) -> "Served":
         from seq2seq.checkpoint import load_checkpoint, rebuild, resolve_checkpoint
         from seq2seq.model.transformer import count_parameters
         from seq2seq.runtime import resolve_device
         from seq2seq.translate import Translator
 
-        path = Path(path)
-        if path.is_dir() and (path / "model.bin").is_file():  # CTranslate2's weights file
-            raise Seq2SeqError(f"{path} is an exported model; serving one needs the "
-                               "CTranslate2 engine, which this build lacks; serve the "
-                               "checkpoint it was exported from")
         dev = resolve_device(device)
         path = resolve_checkpoint(path)
         state = load_checkpoint(path)
@@ -56,18 +70,8 @@ class Served:
                                "joint": state["tokenizers"]["src"] == state["tokenizers"]["tgt"]},
                 "model": config.to_dict()["model"], "decode": config.to_dict()["decode"],
                 "examples": example_sentences(Path(f"{config.data.dev}.{config.data.src}"))}
-        return cls(Translator(model, src_tok, tgt_tok, config.decode, dev), info)
-
-    @property
-    def max_tokens(self) -> int:
-        """The most source pieces a sentence may have (the model's positions, less EOS)."""
-        return self.translator.model.max_positions - 1
-
-    @property
-    def has_attention(self) -> bool:
-        """Whether attention maps can be drawn: a PyTorch model of our own, not an ensemble."""
-        model = getattr(self.translator, "model", None)
-        return hasattr(model, "encode") and hasattr(model, "decode")
+        translator = Translator(model, src_tok, tgt_tok, config.decode, dev)
+        return cls(translator, info, model.max_positions - 1, has_attention=True)
 
     def decoding(self, beam_size: int | None, nbest: int, length_penalty: float | None,
                  max_len_ratio: float | None, attention: bool, max_beam: int) -> Decoding:
