@@ -29,9 +29,10 @@ def serve(
              "lets other machines in: the server has no authentication.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    max_sentences: Annotated[int, typer.Option(help="Sentences per request.")] = 64,
-    max_chars: Annotated[int, typer.Option(help="Characters per sentence.")] = 1000,
-    max_request_bytes: Annotated[int, typer.Option(help="Size of a request body.")] = 262144,
+    max_sentences: Annotated[int, typer.Option(help="The most sentences in one request.")] = 64,
+    max_chars: Annotated[int, typer.Option(help="The most characters in one sentence.")] = 1000,
+    max_request_bytes: Annotated[int, typer.Option(
+        help="The largest request body, in bytes.")] = 262144,
     max_beam: Annotated[int, typer.Option(help="The largest beam_size a request may ask for."
                                           )] = 16,
     timeout: Annotated[float, typer.Option(
@@ -39,7 +40,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(
         help="Milliseconds a request waits for others with the same decoding options to "
              "share its batch.")] = 5.0,
-    max_batch: Annotated[int, typer.Option(help="Sentences per batch of requests.")] = 64,
+    max_batch: Annotated[int, typer.Option(
+        help="The most sentences in one batch of requests.")] = 64,
 ) -> None:
     """Serve a model: POST /translate (JSON), GET /health, GET /info, and at / a page to
     translate sentences and explore their attention."""
