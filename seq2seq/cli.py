@@ -19,6 +19,7 @@ from seq2seq import __version__
 from seq2seq.commands.comparing import compare
 from seq2seq.commands.forced import score
 from seq2seq.commands.scoring import average, download, evaluate
+from seq2seq.commands.serving import serve
 from seq2seq.commands.training import prepare, train
 from seq2seq.commands.translating import translate
 from seq2seq.errors import Seq2SeqError
@@ -44,6 +45,10 @@ seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
 seq2seq translate runs/toy/best.pt "we sang ." --nbest 3 --format tsv   # see decoding.md
 seq2seq translate runs/toy/best.pt -i mono.txt --sample --top-p 0.9 --seed 1
 seq2seq translate runs/a/best.pt runs/b/best.pt "a teacher waits ." --prefix "vorm"
+""",
+    "serve": """\
+seq2seq serve runs/toy/best.pt               # then open http://127.0.0.1:8000/
+curl -s localhost:8000/translate -d '{"text": ["we sang ."], "beam_size": 5}'
 """,
     "score": """\
 seq2seq score runs/toy/best.pt --src data/toy/test.src --tgt hyp.txt   # one line per pair
@@ -71,7 +76,7 @@ seq2seq download multi30k --mirror ../shared/data/multi30k   # from a local copy
 seq2seq info configs/toy.yaml      # or a checkpoint: parameters by component, FLOPs per token
 """,
     "attention": """\
-seq2seq attention runs/toy/best.pt "we sang ." -o attention.png   # or .html
+seq2seq attention runs/toy/best.pt "we sang ." -o attention.png   # or .html: the explorer page
 """,
     "plot": """\
 seq2seq plot runs/toy runs/other -o curves.png
@@ -163,8 +168,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
-for command in (prepare, train, translate, score, evaluate, compare, average, download, info,
-                attention, plot):
+for command in (prepare, train, translate, serve, score, evaluate, compare, average, download,
+                info, attention, plot):
     app.command(cls=Command, epilog="Examples:\n" + EXAMPLES[command.__name__])(command)
 
 

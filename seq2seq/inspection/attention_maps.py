@@ -1,4 +1,5 @@
-"""Attention heatmaps of one sentence: a PNG grid (matplotlib) or a self-contained HTML page.
+"""Attention heatmaps of one sentence: a PNG grid (matplotlib) or the attention explorer's
+page (explorer.html) with the sentence's data inside, which `seq2seq serve` also serves live.
 
 Input is plain data: per-layer weight tensors with the batch dimension removed, and the
 token strings for their axes. Rows (queries) of the decoder maps are labelled with the
@@ -10,8 +11,10 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from seq2seq.errors import Seq2SeqError
@@ -109,119 +112,73 @@ def _heatmap(ax, matrix: Tensor, kind: Kind, title: str) -> None:
     ax.set_title(title, fontsize=8)
 
 
-def html_data(maps: AttentionMaps, digits: int = 4) -> dict:
-    """The page's data: per kind, labels and per layer the mean and each head as lists."""
-    def rounded(matrix: Tensor) -> list[list[float]]:
-        return [[round(v, digits) for v in row] for row in matrix.tolist()]
+def teacher_forced_maps(model, src_tok, tgt_tok, src_ids: list[int], out_ids: list[int],
+                        sentence: str = "", translation: str = "") -> AttentionMaps:
+    """Rerun the model teacher-forced on (source + EOS, BOS + output) with need_weights=True.
 
-    return {"title": maps.title, "kinds": [
-        {"key": kind.key, "name": kind.name, "rows": kind.rows, "cols": kind.cols,
-         "rows_name": kind.rows_name, "cols_name": kind.cols_name,
-         "layers": [[rounded(m) for _, m in _panels(w)] for w in kind.layers]}
-        for kind in kinds(maps)]}
+    model: a Transformer (or the RNN baseline) in eval mode; src_ids: the source pieces'
+    ids, no EOS; out_ids: the output's ids, no BOS or EOS. Weights come back per layer
+    as (H, Tq, Tk), on the CPU.
+    """
+    from seq2seq.data import make_source
+    from seq2seq.model.masks import target_mask
+
+    device = next(model.parameters()).device
+    src, src_mask = make_source([src_ids], model.pad_id, src_tok.eos_id)  # (1, S), (1, 1, 1, S)
+    tgt = torch.tensor([[tgt_tok.bos_id, *out_ids]])  # (1, T)
+    src, src_mask, tgt = src.to(device), src_mask.to(device), tgt.to(device)
+    with torch.no_grad():
+        memory, encoder = model.encode(src, src_mask, need_weights=True)  # (1, S, D)
+        _, weights = model.decode(tgt, memory, src_mask, target_mask(tgt, model.pad_id),
+                                  need_weights=True)
+    return AttentionMaps(
+        source=src_tok.pieces(src[0].tolist()), target_in=tgt_tok.pieces(tgt[0].tolist()),
+        target_out=tgt_tok.pieces([*out_ids, tgt_tok.eos_id]),
+        encoder=[w[0].cpu() for w in encoder],  # (H, S, S) each
+        decoder_self=[w[0].cpu() for w in weights.decoder_self],  # (H, T, T) each
+        cross=[w[0].cpu() for w in weights.cross],  # (H, T, S) each
+        sentence=sentence, translation=translation)
 
 
-def write_html(maps: AttentionMaps, path: Path) -> None:
-    """A self-contained page (inline data, script and style; nothing fetched) with
-    menus for kind, layer and head, drawing the chosen map as a coloured table."""
-    data = json.dumps(html_data(maps), ensure_ascii=False)
+def maps_json(maps: AttentionMaps, digits: int = 4) -> dict:
+    """The maps as the API and the page carry them: the axes' pieces, and per kind a list
+    of layers, each a list of heads, each a (Tq, Tk) list of rows, rounded."""
+    def layers(weights: list[Tensor]) -> list:
+        return [[[[round(v, digits) for v in row] for row in head] for head in w.float().tolist()]
+                for w in weights]
+
+    return {"source": maps.source, "target_in": maps.target_in, "target_out": maps.target_out,
+            "cross": layers(maps.cross), "encoder": layers(maps.encoder),
+            "decoder_self": layers(maps.decoder_self)}
+
+
+def html_data(maps: AttentionMaps, decoding: str = "", info: dict | None = None) -> dict:
+    """The static page's data: one sentence shaped as a /translate answer, beside what the
+    live page would ask /info for."""
+    return {"mode": "static", "info": info, "decoding": decoding,
+            "request": {"text": [maps.sentence]},
+            "response": {"translations": [maps.translation], "attention": [maps_json(maps)]}}
+
+
+def page_html(data: dict | None, title: str = "Attention explorer") -> str:
+    """The explorer page: data None for the live page (it asks the server), else the data
+    (html_data) embedded for a page that needs no server."""
+    text = json.dumps(data, ensure_ascii=False)
     # Inside <script>, "</script>" or "<!--" in a token would end or confuse the block.
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    values = {"TITLE": html.escape(maps.title), "DATA": data}
-    page = re.sub(r"__(TITLE|DATA)__", lambda m: values[m.group(1)], PAGE)  # one pass
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    values = {"TITLE": html.escape(title), "DATA": text}
+    template = resources.files("seq2seq.inspection").joinpath("explorer.html").read_text("utf-8")
+    return re.sub(r"__(TITLE|DATA)__", lambda m: values[m.group(1)], template)  # one pass
+
+
+def write_html(maps: AttentionMaps, path: Path, decoding: str = "", info: dict | None = None
+               ) -> None:
+    """The explorer page for this one sentence, self-contained (inline data, script and
+    style; nothing fetched), written to path."""
+    page = page_html(html_data(maps, decoding, info), title=maps.title)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
     except OSError as error:
         raise Seq2SeqError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>__TITLE__</title>
-<style>
-body { font-family: sans-serif; margin: 1.5em; }
-label { margin-right: 1em; }
-#map { margin-top: 1em; overflow: auto; }
-table { border-collapse: collapse; font-size: 12px; }
-td { width: 2.6em; height: 2.2em; text-align: center; border: 1px solid #eee; }
-td.row { width: auto; text-align: right; padding-right: 0.5em; border: none;
-         white-space: nowrap; }
-td.col { height: auto; vertical-align: bottom; border: none; writing-mode: vertical-rl;
-         transform: rotate(180deg); padding: 0.3em 0; white-space: nowrap; }
-td.corner { border: none; font-size: 11px; color: #666; }
-</style>
-</head>
-<body>
-<h1>__TITLE__</h1>
-<p>
-<label>attention <select id="kind"></select></label>
-<label>layer <select id="layer"></select></label>
-<label>head <select id="head"></select></label>
-</p>
-<p id="axes"></p>
-<div id="map"></div>
-<script id="attention-data" type="application/json">__DATA__</script>
-<script>
-"use strict";
-const data = JSON.parse(document.getElementById("attention-data").textContent);
-const kindMenu = document.getElementById("kind");
-const layerMenu = document.getElementById("layer");
-const headMenu = document.getElementById("head");
-
-function fill(menu, labels) {
-  menu.replaceChildren(...labels.map((text, i) => new Option(text, String(i))));
-}
-
-function chooseKind() {
-  const kind = data.kinds[kindMenu.value];
-  fill(layerMenu, kind.layers.map((_, i) => "layer " + i));
-  const heads = kind.layers.length ? kind.layers[0].length - 1 : 0;
-  fill(headMenu, ["mean of heads", ...Array.from({length: heads}, (_, h) => "head " + h)]);
-  draw();
-}
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function draw() {
-  const kind = data.kinds[kindMenu.value];
-  const matrix = kind.layers[layerMenu.value][headMenu.value];
-  document.getElementById("axes").textContent =
-    "rows: " + kind.rows_name + "; columns: " + kind.cols_name +
-    "; colour scaled to the largest weight shown";
-  const largest = Math.max(1e-9, ...matrix.flat());
-  const table = document.createElement("table");
-  const header = table.insertRow();
-  cell(header, "", "corner");
-  kind.cols.forEach(token => cell(header, token, "col"));
-  matrix.forEach((weights, i) => {
-    const row = table.insertRow();
-    cell(row, kind.rows[i], "row");
-    weights.forEach((w, j) => {
-      const share = w / largest;
-      const td = cell(row, w >= 0.005 ? w.toFixed(2).replace(/^0/, "") : "");
-      td.style.background = "rgba(33, 102, 172, " + share.toFixed(3) + ")";
-      td.style.color = share > 0.5 ? "white" : "black";
-      td.title = kind.rows[i] + " \\u2192 " + kind.cols[j] + ": " + w.toFixed(4);
-    });
-  });
-  document.getElementById("map").replaceChildren(table);
-}
-
-fill(kindMenu, data.kinds.map(kind => kind.name));
-kindMenu.addEventListener("change", chooseKind);
-layerMenu.addEventListener("change", draw);
-headMenu.addEventListener("change", draw);
-chooseKind();
-</script>
-</body>
-</html>
-"""

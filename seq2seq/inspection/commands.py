@@ -125,25 +125,28 @@ def attention(
                                             metavar="SENTENCE")],
     output: Annotated[Path, typer.Option(
         "-o", "--output", metavar="FILE",
-        help="Image to write (.png, .pdf, .svg), or .html for an interactive page.")],
+        help="Image to write (.png, .pdf, .svg), or .html for the attention explorer's page "
+             "(the one `seq2seq serve` serves) holding this sentence.")],
     beam_size: Annotated[int | None, typer.Option(
         help="1 = greedy. Default: the checkpoint's decode.beam_size, as `translate`.")] = None,
 ) -> None:
     """Translate a sentence and draw every layer's attention weights."""
     from seq2seq.files import atomic_path, check_output
     from seq2seq.inspection.attention_maps import draw_png, write_html
-    from seq2seq.translate import Translator
+    from seq2seq.serving.engine import Served
 
     if beam_size is not None and beam_size < 1:
         raise Seq2SeqError(f"--beam-size must be >= 1, got {beam_size}")
     check_suffix(output, (*IMAGE_SUFFIXES, ".html"))
     target = check_output(output, [checkpoint], "-o")
-    translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    served = Served.load(checkpoint, device="cpu")
+    translator = served.translator
     beam_size = translator.options(beam_size)[0]
     maps = sentence_attention(translator, sentence, beam_size)
+    decoding = "greedy search" if beam_size == 1 else f"beam search, beam size {beam_size}"
     with atomic_path(target) as tmp:
         if output.suffix.lower() == ".html":
-            write_html(maps, tmp)
+            write_html(maps, tmp, decoding, served.info)
         else:
             draw_png(maps, tmp)
     typer.echo(maps.translation)
@@ -164,11 +167,7 @@ def sentence_attention(translator: "Translator", sentence: str, beam_size: int
                        ) -> "AttentionMaps":
     """Translate one sentence, then rerun the model teacher-forced on (source + EOS,
     BOS + output) with need_weights=True; weights come back per layer as (H, Tq, Tk)."""
-    import torch
-
-    from seq2seq.data import make_source
-    from seq2seq.inspection.attention_maps import AttentionMaps
-    from seq2seq.model.masks import target_mask
+    from seq2seq.inspection.attention_maps import teacher_forced_maps
     from seq2seq.translation import report_unknown
 
     model, src_tok, tgt_tok = translator.model, translator.src_tok, translator.tgt_tok
@@ -181,21 +180,8 @@ def sentence_attention(translator: "Translator", sentence: str, beam_size: int
                            f"at most {model.max_positions - 1}")
     d = translator.decode
     out = translator.translate_ids([ids], beam_size, d.length_penalty, d.max_len_ratio, 1)[0]
-    src, src_mask = make_source([ids], model.pad_id, src_tok.eos_id)  # (1, S), (1, 1, 1, S)
-    tgt = torch.tensor([[tgt_tok.bos_id, *out]])  # (1, T)
-    device = translator.device
-    src, src_mask, tgt = src.to(device), src_mask.to(device), tgt.to(device)
-    with torch.no_grad():
-        memory, encoder = model.encode(src, src_mask, need_weights=True)  # (1, S, D)
-        _, weights = model.decode(tgt, memory, src_mask, target_mask(tgt, model.pad_id),
-                                  need_weights=True)
-    return AttentionMaps(
-        source=src_tok.pieces(src[0].tolist()), target_in=tgt_tok.pieces(tgt[0].tolist()),
-        target_out=tgt_tok.pieces([*out, tgt_tok.eos_id]),
-        encoder=[w[0].cpu() for w in encoder],  # (H, S, S) each
-        decoder_self=[w[0].cpu() for w in weights.decoder_self],  # (H, T, T) each
-        cross=[w[0].cpu() for w in weights.cross],  # (H, T, S) each
-        sentence=sentence, translation=tgt_tok.decode([out])[0])
+    return teacher_forced_maps(model, src_tok, tgt_tok, ids, out, sentence,
+                               tgt_tok.decode([out])[0])
 
 
 def plot(

@@ -257,11 +257,16 @@ def test_attention_command_writes_self_contained_html(checkpoint, tmp_path):
     assert {tag for tag, _ in parser.tags} >= {"html", "head", "body", "select", "script"}
     assert all("src" not in attrs for _, attrs in parser.tags)
     data = json.loads(parser.scripts["attention-data"])
-    assert [k["key"] for k in data["kinds"]] == ["cross", "encoder", "decoder_self"]
-    cross = data["kinds"][0]
-    assert len(cross["layers"]) == 2 and len(cross["layers"][0]) == 1 + 4  # mean + 4 heads
-    assert len(cross["layers"][0][0]) == len(cross["rows"])
-    assert len(cross["layers"][0][0][0]) == len(cross["cols"])
+    assert data["mode"] == "static" and data["request"]["text"] == ["the sad cat sleeps ."]
+    assert data["decoding"] == "greedy search" and data["info"]["model"]["d_model"] == 32
+    answer = data["response"]  # shaped as POST /translate answers, so one page shows both
+    translator = Translator.from_checkpoint(checkpoint, device="cpu")
+    assert answer["translations"] == [translator.translate("the sad cat sleeps .", beam_size=1)]
+    maps = answer["attention"][0]
+    S, T = len(maps["source"]), len(maps["target_out"])
+    assert len(maps["cross"]) == 2 and len(maps["cross"][0]) == 4  # 2 layers of 4 heads
+    assert len(maps["cross"][0][0]) == T and len(maps["cross"][0][0][0]) == S
+    assert len(maps["encoder"][1][3]) == S and len(maps["decoder_self"][0][0][0]) == T
     assert "addEventListener" in parser.scripts[""]
 
 
