@@ -18,6 +18,10 @@ OUT=${GPU_CHECK_OUT:-runs/gpu_check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    echo "gpu_check: $PY cannot import torch; make install, or set PYTHON to one that can" >&2
+    exit 2
+fi
 if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     echo "gpu_check: no CUDA device visible to $PY (torch.cuda.is_available() is false)" >&2
     exit 2
