@@ -75,6 +75,12 @@ def type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is Literal:
         return "one of: " + ", ".join(f"`{a}`" for a in typing.get_args(annotation))
+    if dataclasses.is_dataclass(annotation):
+        return "mapping"
+    if origin is tuple and typing.get_args(annotation)[-1:] == (Ellipsis,):
+        item = typing.get_args(annotation)[0]
+        inner = type_name(item)
+        return f"list of ({inner})" if " or " in inner else f"list of {inner}"
     if origin is tuple:
         args = typing.get_args(annotation)
         names = {type_name(a) for a in args}
@@ -120,11 +126,38 @@ def sections() -> list[tuple[str, type]]:
     return [(f.name, hints[f.name]) for f in dataclasses.fields(config_module.Config)]
 
 
+def nested(cls: type) -> list[type]:
+    """The dataclasses that the fields of `cls` take as values (a corpus mapping), in order."""
+    found: list[type] = []
+
+    def walk(annotation: Any) -> None:
+        if dataclasses.is_dataclass(annotation) and annotation not in found:
+            found.append(annotation)
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    for annotation in typing.get_type_hints(cls).values():
+        walk(annotation)
+    return found
+
+
 def undocumented() -> list[str]:
     """Keys, as section.key, whose field in config.py has no trailing comment."""
     comments = field_comments(SOURCE.read_text(encoding="utf-8"))
-    return [f"{name}.{f.name}" for name, cls in sections() for f in dataclasses.fields(cls)
+    return [f"{name}.{f.name}" for name, section in sections()
+            for cls in (section, *nested(section)) for f in dataclasses.fields(cls)
             if (cls.__name__, f.name) not in comments]
+
+
+def table(cls: type, prefix: str, comments: dict[tuple[str, str], str]) -> list[str]:
+    """The Markdown rows of one dataclass's keys, each named `{prefix}{key}`."""
+    out = ["| key | type | default | description |", "|---|---|---|---|"]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        text = escape(comments.get((cls.__name__, f.name), MISSING))
+        out.append(f"| `{prefix}{f.name}` | {type_name(hints[f.name])} | "
+                   f"`{default_text(f)}` | {text} |")
+    return out
 
 
 def render() -> str:
@@ -136,13 +169,11 @@ def render() -> str:
         doc = (cls.__doc__ or "").strip()
         if doc and not doc.startswith(cls.__name__ + "("):  # dataclasses invent a signature
             out.append(doc.splitlines()[0] + "\n")
-        out.append("| key | type | default | description |")
-        out.append("|---|---|---|---|")
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            text = escape(comments.get((cls.__name__, f.name), MISSING))
-            out.append(f"| `{name}.{f.name}` | {type_name(hints[f.name])} | "
-                       f"`{default_text(f)}` | {text} |")
+        out += table(cls, f"{name}.", comments)
+        for inner in nested(cls):
+            doc = " ".join((inner.__doc__ or "").split())
+            out.append(f"\n### The mapping in `{name}`\n\n{escape(doc)}\n")
+            out += table(inner, "", comments)
     return "\n".join(out) + "\n"
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +23,90 @@ from seq2seq.yaml_file import short_repr as _show
 MAX_PARAMETERS = 10**10  # far beyond any model this tool trains; refused before allocation
 
 
+CORPUS_SOURCES = ("prefix", "src_file", "tsv", "dataset", "parquet", "arrow")  # one per corpus
+TABLE_SOURCES = ("dataset", "parquet", "arrow")  # the sources that have named columns
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """One corpus as a mapping, in data.train's list or as data.dev / data.test: set exactly
+    one of prefix, src_file with tgt_file, tsv, dataset, parquet, arrow (see docs/data.md)."""
+
+    prefix: str = ""  # files {prefix}.{data.src} and {prefix}.{data.tgt}, each may be .gz
+    src_file: str = ""  # the source-side file (plain or .gz), with tgt_file
+    tgt_file: str = ""  # the target-side file, line i translating line i of src_file
+    tsv: str = ""  # a file of `source<TAB>target` lines (plain or .gz)
+    dataset: str = ""  # a Hugging Face dataset folder written by save_to_disk (extra)
+    parquet: str = ""  # a Parquet file (extra: datasets)
+    arrow: str = ""  # an Arrow IPC file, e.g. a datasets cache file (extra: datasets)
+    split: str = ""  # dataset: the split of a DatasetDict folder; "" = its only split
+    src_column: str = ""  # source text column; "" = the translation column, else data.src
+    tgt_column: str = ""  # target text column; "" = the translation column, else data.tgt
+    translation_column: str = ""  # column of {src: text, tgt: text} maps; "" = translation
+    weight: float = 1.0  # data.train: relative sampling weight of this corpus, > 0
+
+    def validate(self, key: str, training: bool) -> None:
+        """Check one corpus; key names it in messages, e.g. data.train[1] or data.dev."""
+        _within(self, key, weight="(0, 1_000_000]")
+        _require(bool(self.src_file) == bool(self.tgt_file), f"{key}.src_file",
+                 "and tgt_file go together: set both (or use prefix)")
+        sources = [name for name in CORPUS_SOURCES if getattr(self, name)]
+        _require(sources, key, "names no corpus: set one of prefix, src_file (with "
+                 "tgt_file), tsv, dataset, parquet or arrow")
+        _require(len(sources) == 1, key, f"sets both {sources[0]} and {sources[-1]}; a "
+                 "corpus is one of them (list several corpora in data.train)")
+        for name in (*CORPUS_SOURCES, "tgt_file", "split", "src_column", "tgt_column",
+                     "translation_column"):
+            value = getattr(self, name)
+            _require(value == value.strip(), f"{key}.{name}",
+                     f"must not have surrounding spaces, got {value!r}")
+        table = sources[0] in TABLE_SOURCES
+        for name in ("src_column", "tgt_column", "translation_column"):
+            _require(table or not getattr(self, name), f"{key}.{name}",
+                     "applies to dataset, parquet and arrow corpora only")
+        _require(bool(self.src_column) == bool(self.tgt_column), f"{key}.src_column",
+                 "and tgt_column go together: set both, or neither to read the translation "
+                 "column or the columns named data.src and data.tgt")
+        _require(not self.split or sources[0] == "dataset", f"{key}.split",
+                 "applies to dataset corpora only")
+        _require(training or self.weight == 1.0, f"{key}.weight",
+                 "applies to data.train corpora only (it weighs them against each other)")
+
+
+Corpus = str | CorpusConfig  # a path prefix, or a corpus mapping
+
+
+def _check_corpus(value: Corpus, key: str, training: bool,
+                  required: bool) -> None:
+    """A corpus key: a prefix string (may be empty unless required) or a CorpusConfig."""
+    if isinstance(value, CorpusConfig):
+        value.validate(key, training)
+        return
+    _require(value.strip() or not required, key, "must name a corpus: a path prefix or a "
+             "mapping such as {tsv: FILE} (see docs/data.md)")
+    _require(value == value.strip(), key,
+             f"must be empty or a prefix without surrounding spaces, got {value!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    train: str = ""  # path prefix: the files are {train}.{src} and {train}.{tgt}
-    dev: str = ""  # validation prefix, used for validation loss and BLEU
-    test: str = ""  # optional test prefix, used by `evaluate` when no files are given
+    train: Corpus | tuple[Corpus, ...] = ""  # a prefix ({train}.{src|tgt}), a mapping or a list
+    dev: Corpus = ""  # validation corpus (prefix or mapping), for validation loss and BLEU
+    test: Corpus = ""  # optional test corpus, read by `evaluate` when no files are given
     src: str = "src"  # source language suffix
     tgt: str = "tgt"  # target language suffix
     max_len: int = 128  # training pairs with more subword tokens on either side are dropped
 
     def validate(self) -> None:
         _within(self, "data", max_len="[1, 65_536]")
-        _require(self.train.strip(), "data.train", "must name a training prefix")
-        _require(self.dev.strip(), "data.dev", "must name a validation prefix")
-        _require(self.test == self.test.strip(), "data.test",
-                 f"must be empty or a prefix without surrounding spaces, got {self.test!r}")
+        if isinstance(self.train, tuple):
+            _require(self.train, "data.train", "must name at least one corpus, not an empty list")
+            for i, corpus in enumerate(self.train):
+                _check_corpus(corpus, f"data.train[{i}]", training=True, required=True)
+        else:
+            _check_corpus(self.train, "data.train", training=True, required=True)
+        _check_corpus(self.dev, "data.dev", training=False, required=True)
+        _check_corpus(self.test, "data.test", training=False, required=False)
         for key in ("src", "tgt"):
             _require(re.fullmatch(r"[\w.+-]+", getattr(self, key)), f"data.{key}",
                      f"must be a file suffix such as de or en, got {getattr(self, key)!r}")
@@ -265,6 +335,15 @@ def parse_duration(text: str) -> float:
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Return value converted to annotation's type, or raise naming `where`."""
     origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _check_union(value, typing.get_args(annotation), where)
+    if dataclasses.is_dataclass(annotation):
+        return _build_entry(annotation, value, where)
+    if origin is tuple and typing.get_args(annotation)[-1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise Seq2SeqError(f"{where}: expected a list, got {_describe(value)}")
+        item = typing.get_args(annotation)[0]
+        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is Literal:
         choices = typing.get_args(annotation)
         if isinstance(value, bool) or value not in choices:
@@ -288,6 +367,40 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         raise Seq2SeqError(
             f"{where}: expected {annotation.__name__}, got {_describe(value)}{hint}")
     return value
+
+
+def _check_union(value: Any, choices: tuple, where: str) -> Any:
+    """A value of `str | Mapping-dataclass | tuple[...]`: a list goes to the tuple type, a
+    mapping to the dataclass, anything else (a prefix, a number) to str."""
+    def pick(test) -> Any:
+        return next((c for c in choices if test(c)), None)
+
+    if isinstance(value, (list, tuple)):
+        chosen = pick(lambda c: typing.get_origin(c) is tuple)
+    elif isinstance(value, dict):
+        chosen = pick(dataclasses.is_dataclass)
+    else:
+        chosen = pick(lambda c: c is str)
+    if chosen is None:
+        names = [("a list" if typing.get_origin(c) is tuple else
+                  "a mapping" if dataclasses.is_dataclass(c) else c.__name__) for c in choices]
+        raise Seq2SeqError(f"{where}: expected {' or '.join(names)}, got {_describe(value)}")
+    return _check_type(value, chosen, where)
+
+
+def _build_entry(cls: type, values: Any, where: str) -> Any:
+    """A nested dataclass (such as a corpus mapping) from a mapping, each key type-checked."""
+    if not isinstance(values, dict):
+        raise Seq2SeqError(f"{where}: expected a mapping of keys to values, got "
+                           f"{_describe(values)}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise _unknown_key(str(key), valid, where)
+        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
 
 
 def _to_float(value: Any, where: str) -> float:
@@ -315,14 +428,7 @@ def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
     if not isinstance(values, dict):
         raise Seq2SeqError(f"{source}: section '{section}' must be a mapping of keys to values, "
                            f"got {_describe(values)}")
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise _unknown_key(str(key), valid, f"{source}: {section}")
-        kwargs[key] = _check_type(value, hints[key], f"{source}: {section}.{key}")
-    return cls(**kwargs)
+    return _build_entry(cls, values, f"{source}: {section}")
 
 
 def from_dict(raw: Any, source: str = "config") -> Config:

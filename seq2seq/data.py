@@ -1,112 +1,28 @@
-"""Parallel text to batches: read and validate, encode, filter, bucket, pad.
+"""Parallel text to batches: encode, filter, bucket, pad.
 
-The flow is read_parallel -> encode_parallel -> filter_long -> token_batches (-> shard)
--> make_batch; training reads the token store (seq2seq.store) through TrainSet, and
-length_batches is token_batches over its length arrays.  make_batch is the one place
-where the teacher-forcing shift happens and where the masks are built.
+The flow is read_parallel (seq2seq.corpora.parallel) -> encode_parallel -> filter_long ->
+token_batches (-> shard) -> make_batch; training reads the token store (seq2seq.store)
+through TrainSet, and length_batches is token_batches over its length arrays.  make_batch
+is the one place where the teacher-forcing shift happens and where the masks are built.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from seq2seq.errors import Seq2SeqError
+# Reading moved to seq2seq.corpora; these names stay importable from here for their callers.
+from seq2seq.corpora.lines import STDIN, UTF16_HELP, looks_like_utf16, read_lines  # noqa: F401
+from seq2seq.corpora.parallel import ParallelText, read_parallel  # noqa: F401
 from seq2seq.model.masks import padding_mask, target_mask
 from seq2seq.store import TokenStore
 from seq2seq.tokenizer import Tokenizer
-
-STDIN = Path("-")  # the file name that means standard input
-UTF16_HELP = ("the text is UTF-16, not UTF-8; convert it with "
-              "`iconv -f UTF-16 -t UTF-8 FILE > FILE.utf8`")
-
-
-# ---------------------------------------------------------------- reading text
-
-
-def read_lines(path: Path) -> list[str]:
-    """Read a UTF-8 text file as a list of lines, line terminators (LF or CRLF) removed.
-
-    `-` is standard input.  Inner and trailing whitespace is kept; a leading byte-order
-    mark is dropped.  Only "\\n" ends a line: other Unicode line separators (U+2028, form
-    feed, ...) stay part of the line, so two parallel files never drift out of alignment
-    because of them.
-    """
-    path = Path(path)
-    try:
-        data = sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
-    except FileNotFoundError:
-        where = "" if path.is_absolute() else f" (relative to the current directory {Path.cwd()})"
-        raise Seq2SeqError(f"file not found: {path}{where}; check the path") from None
-    except OSError as e:
-        raise Seq2SeqError(f"cannot read {path}: {e.strerror}; check the path") from None
-    name = "stdin" if path == STDIN else str(path)
-    if looks_like_utf16(data, first=True):
-        raise Seq2SeqError(f"{name}: {UTF16_HELP}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise Seq2SeqError(
-            f"{name}, line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); re-encode the "
-            "file as UTF-8 from its encoding, e.g. `iconv -f latin1 -t UTF-8` for Latin-1"
-        ) from None
-    text = text.removeprefix("\ufeff")
-    if not text:
-        return []
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline ends the last line, it does not start a new one
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def looks_like_utf16(data: bytes, first: bool) -> bool:
-    """Whether bytes are UTF-16: a byte-order mark at the start (`first`), or NUL bytes in
-    most even or most odd positions and hardly any of the others (ASCII text in UTF-16);
-    one NUL in a short UTF-8 line ("a\\0b") is not enough."""
-    if first and data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return True
-    head = data[:4096]
-    half = len(head) // 2
-    zeros = sorted((head[0::2].count(0), head[1::2].count(0)))
-    return zeros[1] >= max(2, 0.4 * half) and zeros[0] <= 0.05 * half
-
-
-@dataclass(frozen=True)
-class ParallelText:
-    """Aligned sentence pairs: src[i] translates to tgt[i]."""
-
-    src: list[str]
-    tgt: list[str]
-    dropped_empty: int  # pairs dropped because one side was empty or whitespace-only
-
-
-def read_parallel(src_path: Path, tgt_path: Path) -> ParallelText:
-    """Read two aligned files (one sentence per line) and drop pairs with an empty side."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise Seq2SeqError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; parallel files "
-            "need one sentence per line, line i of one translating line i of the other"
-        )
-    pairs = [(s, t) for s, t in zip(src, tgt, strict=True) if s.strip() and t.strip()]
-    if not pairs:
-        raise Seq2SeqError(
-            f"no sentence pairs in {src_path} and {tgt_path} ({len(src)} lines, none with "
-            "text on both sides); check the files are not empty"
-        )
-    return ParallelText(
-        src=[s for s, _ in pairs], tgt=[t for _, t in pairs], dropped_empty=len(src) - len(pairs)
-    )
-
 
 # ---------------------------------------------------------------- encoding
 

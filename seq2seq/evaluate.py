@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seq2seq.checkpoint import checkpoint_config, load_checkpoint
+from seq2seq.corpora.parallel import corpus_spec
 from seq2seq.data import STDIN, read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import DEFAULT_METRICS, DEFAULT_TOKENIZE, check_metrics, score
-from seq2seq.prepare import check_inputs, corpus_paths
 from seq2seq.text_progress import stderr_is_terminal, translate_with_progress
 from seq2seq.translate import Translator
 
@@ -22,8 +22,11 @@ def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
     config = checkpoint_config(load_checkpoint(checkpoint), str(checkpoint))
     if not config.data.test:
         raise Seq2SeqError("give --src and --ref (the checkpoint's config has no data.test)")
-    check_inputs(config, splits=("test",))
-    return corpus_paths(config, config.data.test)
+    spec = corpus_spec(config, "data.test")
+    if spec.kind != "plain":  # src and ref are read as two aligned files
+        raise Seq2SeqError(f"data.test is a {spec.kind} corpus ({spec.name}); evaluate reads "
+                           "two aligned files: give --src and --ref")
+    return spec.files
 
 
 def scored_files(checkpoint: Path, src: Path | None, ref: Path | None, hyp: Path | None

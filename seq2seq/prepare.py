@@ -52,11 +52,6 @@ def manifest_path(model: Path) -> Path:
     return model.with_name(model.name + ".json")
 
 
-def corpus_paths(config: Config, prefix: str) -> tuple[Path, Path]:
-    """{prefix}.{src} and {prefix}.{tgt}."""
-    return Path(f"{prefix}.{config.data.src}"), Path(f"{prefix}.{config.data.tgt}")
-
-
 # ---------------------------------------------------------------- inputs, before any work
 
 
@@ -159,8 +154,12 @@ def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -
 
 def _record(config: Config, side: str, corpora: Corpora) -> dict:
     """What a tokenizer depends on: its settings and the content of the training files."""
-    text = {f["path"]: {"path": f["path"], "size": f["size"], "sha256": f["sha256"]}
-            for fp in corpora.fingerprints for f in fp["files"]}
+    files = [f for fp in corpora.fingerprints for f in fp["files"]]
+    # one plain corpus keeps the keys src and tgt, as manifests had them before corpus lists
+    plain = len(corpora.specs) == 1 and corpora.specs[0].kind == "plain"
+    keys = ("src", "tgt") if plain else [f["path"] for f in files]
+    text = {key: {"path": f["path"], "size": f["size"], "sha256": f["sha256"]}
+            for key, f in zip(keys, files, strict=True)}
     settings = {**dataclasses.asdict(config.tokenizer), "side": side}
     return json.loads(json.dumps({"settings": settings, "text": text}))  # as read back
 
@@ -205,14 +204,19 @@ def _status(path: Path, record: dict) -> tuple[str, str]:
 
 
 def _text_changes(saved: dict, now: dict) -> list[str]:
-    """The training files whose content is not among those a manifest recorded. Compared
-    by content only, so a manifest keyed "src"/"tgt" (before several corpora) still fits."""
-    before = [v.get("sha256") for v in saved.values() if isinstance(v, dict)]
-    changed = [f"the training text {f['path']} changed" for f in now.values()
-               if f["sha256"] not in before]
-    if not changed and len(before) != len(now):
-        changed.append("the training corpora changed")
-    return changed
+    """The training files whose content a manifest did not record, or that it recorded
+    and data.train no longer has. Compared by content, whatever the keys."""
+    before = {v.get("sha256"): v.get("path", key) for key, v in saved.items()
+              if isinstance(v, dict)}
+    paths = set(before.values())
+    changed = [f"the training text {f['path']} "
+               + ("changed" if f["path"] in paths else "is new in data.train")
+               for f in now.values() if f["sha256"] not in before]
+    if changed:
+        return changed
+    after = {f["sha256"] for f in now.values()}
+    return [f"the training text {path} is no longer in data.train"
+            for sha, path in before.items() if sha not in after]
 
 
 def _save(tok: Tokenizer, path: Path, record: dict) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config, ModelConfig, TrainConfig, parse_duration
+from seq2seq.corpora.parallel import corpus_name
 from seq2seq.data import filter_long
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model.build import build_model
@@ -60,8 +61,9 @@ def fit_to_positions(data: TrainingData, config: Config, log: Log) -> TrainingDa
                            f"{config.data.max_len} tokens or model.max_positions - 1 = "
                            f"{limit}; raise them or check the training files")
     if long_dev and not dev.src:
-        raise Seq2SeqError(f"no validation pairs left: all {long_dev} in {config.data.dev} "
-                           f"are longer than model.max_positions - 1 = {limit} tokens; raise "
+        raise Seq2SeqError(f"no validation pairs left: all {long_dev} in "
+                           f"{corpus_name(config.data.dev)} are longer than "
+                           f"model.max_positions - 1 = {limit} tokens; raise "
                            "model.max_positions or use shorter dev sentences")
     return replace(data, train=train, dev=dev)
 

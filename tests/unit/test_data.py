@@ -84,7 +84,8 @@ def test_read_parallel_drops_and_counts_empty_pairs(tmp_path: Path) -> None:
 def test_read_parallel_mismatched_counts(tmp_path: Path) -> None:
     src = write(tmp_path / "train.en", "a\nb\nc\n")
     tgt = write(tmp_path / "train.de", "x\ny\n")
-    with pytest.raises(Seq2SeqError, match=r"train\.en has 3 lines but .*train\.de has 2"):
+    with pytest.raises(Seq2SeqError, match=r"train\.de ends at line 2 but .*train\.en goes on: "
+                                           r"line 3 is 'c'"):
         read_parallel(src, tgt)
 
 
