@@ -196,6 +196,7 @@ def build_store(folder: Path, corpora: list[tuple[str, Pairs]], src_tok: Tokeniz
               "lens": _smallest(max_len)}
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", suffix=".tmp", dir=folder.parent))
+        os.chmod(tmp, os.stat(folder.parent).st_mode & 0o7777)  # the run dir's, not 0700
     except OSError as e:
         raise Seq2SeqError(f"cannot write the token store in {folder.parent}: "
                            f"{reason(e)}") from None
