@@ -133,10 +133,9 @@ def _sample(config: Config, specs: list[CorpusSpec]) -> tuple[list[str], list[st
     data.train's corpora, in corpus order; every pair when there are fewer."""
     tok = config.tokenizer
     src, tgt = sample_pairs(specs, tok.sample_size, tok.sample_seed)
-    if not src:
-        files = ", ".join(str(f) for spec in specs for f in spec.files)
-        raise Seq2SeqError(f"no sentence pairs in {files} (none with text on both sides); "
-                           "check the files are not empty")
+    if not src:  # every corpus is empty: read_corpus says so, with its count of lines
+        for spec in specs:
+            read_corpus(spec)
     return src, tgt
 
 

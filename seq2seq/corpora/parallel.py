@@ -235,9 +235,11 @@ def _tsv_pairs(path: Path) -> Iterator[tuple[str, str]]:
                 yield "", ""  # a blank line: an empty pair, dropped and counted by the caller
             elif not tab or "\t" in tgt:
                 tabs = line.count("\t")
+                fix = ("put a tab between the source and the target" if not tabs else
+                       "remove or replace the tabs inside the text")
                 raise Seq2SeqError(
                     f"{path}, line {number}: {tabs} tabs, but a TSV line is source<TAB>target "
-                    "with exactly one; remove or replace the tabs inside the text")
+                    f"with exactly one; {fix}")
             else:
                 yield src, tgt
     finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import CorpusConfig, dump_config, from_dict, load_config
+from seq2seq.corpora.lines import read_lines
 from seq2seq.corpora.parallel import (
     check_corpora,
     corpus_spec,
@@ -92,6 +93,7 @@ def test_line_endings_and_a_blank_tsv_line(tmp_path: Path) -> None:
     (tmp_path / "x.de").write_bytes(b"a\r\nb")  # CRLF, and no final newline
     (tmp_path / "x.en").write_bytes(gzip.compress(b"A\nB\n"))  # .gz content under any name
     assert read_parallel(tmp_path / "x.de", tmp_path / "x.en").src == ["a", "b"]
+    assert read_lines(tmp_path / "x.en") == ["A", "B"]  # translate -i and evaluate read .gz too
 
 
 def test_a_plain_file_is_preferred_to_its_gz(tmp_path: Path) -> None:
@@ -106,6 +108,22 @@ def test_dev_and_test_take_one_corpus(tmp_path: Path) -> None:
     assert read_corpus(corpus_spec(cfg, "data.dev")).src == [s for s, _ in PAIRS[:4]]
     assert corpus_spec(cfg, "data.test").kind == "plain"
     one_line_error(lambda: corpus_spec(config("t"), "data.test"), "data.test is not set")
+
+
+def test_evaluate_takes_data_test_files_plain_or_gz_and_refuses_a_tsv(tmp_path, monkeypatch):
+    from seq2seq import evaluate
+
+    prefix = write_plain(tmp_path, "test", PAIRS[:3], tgt_gz=True)
+    for test, expected in ((prefix, (Path(f"{prefix}.de"), Path(f"{prefix}.en.gz"))),
+                           ({"tsv": write_tsv(tmp_path / "t.tsv", PAIRS)}, None)):
+        monkeypatch.setattr(evaluate, "load_checkpoint", lambda path: {})
+        monkeypatch.setattr(evaluate, "checkpoint_config", lambda state, name, t=test:
+                            config("a", test=t))
+        if expected:
+            assert evaluate.default_test_files(tmp_path / "c.pt") == expected
+        else:
+            one_line_error(lambda: evaluate.default_test_files(tmp_path / "c.pt"),
+                           "data.test is a tsv corpus", "give --src and --ref")
 
 
 # ---------------------------------------------------------------- the sample
@@ -305,3 +323,37 @@ def test_a_saved_dataset_round_trips(tmp_path: Path) -> None:
     spec = training_corpora(config({"dataset": str(tmp_path / "one")}))[0]
     assert spec.files and all(p.is_file() for p in spec.files)
     assert count_lines_hint(spec) == 6
+
+
+def test_a_missing_extra_is_one_line_saying_how_to_install_it(tmp_path: Path, monkeypatch):
+    from seq2seq.corpora import tables
+
+    (tmp_path / "t.parquet").write_bytes(b"PAR1")
+    monkeypatch.setattr(tables.importlib.util, "find_spec", lambda name: None)
+    fine = write_plain(tmp_path, "f", PAIRS[:2])
+    for entry, package in (({"parquet": str(tmp_path / "t.parquet")}, "pyarrow"),
+                           ({"dataset": str(tmp_path)}, "datasets")):
+        one_line_error(lambda e=entry: training_corpora(config([fine, e])),
+                       f"data.train[1].{next(iter(entry))}: reading a",
+                       f"needs the {package} package", "pip install 'seq2seq[datasets]'")
+
+
+def test_the_tokenizer_follows_the_list_of_training_corpora(tmp_path: Path) -> None:
+    from seq2seq.prepare import prepare
+    from tests.conftest import write_slice
+
+    data = write_slice(tmp_path, n_train=150, n_dev=4)
+    more = write_tsv(tmp_path / "more.tsv", PAIRS)
+
+    def run(train) -> str:
+        logs: list[str] = []
+        prepare(from_dict({"data": {"train": train, "dev": f"{data}/dev"},
+                           "tokenizer": {"vocab_size": 100},
+                           "train": {"max_steps": 1, "run_dir": str(tmp_path / "run")}}),
+                log=logs.append)
+        return " ".join(logs)
+
+    both = [f"{data}/train", {"tsv": more}]
+    assert "SentencePiece model" in run(both) and "reusing" in run(both)
+    assert f"the training text {more} is no longer in data.train" in run([f"{data}/train"])
+    assert "reusing" in run(f"{data}/train")  # a one-item list and its prefix are one corpus
