@@ -240,11 +240,12 @@ def length_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, 
     ties = twin.random_sample(n)  # (n,) what [rng.random() for _ in range(n)] draws
     _untwin(twin, rng)
     src, tgt = np.asarray(src_lens), np.asarray(tgt_lens)  # small integer types: less memory
-    width = np.maximum(src, tgt).astype(np.int64) + 1  # (n,) each pair's longer side + 1
+    width = np.maximum(src, tgt).astype(np.int32) + 1  # (n,) each pair's longer side + 1
     order = np.lexsort((ties, src, tgt, width))  # (n,) by width, then tgt, src, tie
     del ties
-    width = width[order]
-    g = np.arange(1, n + 1, dtype=np.int64) - max_tokens // width  # (n,) non-decreasing
+    g = np.arange(1, n + 1, dtype=np.int64)
+    g -= max_tokens // width[order]  # (n,) non-decreasing
+    del width
     starts, a = [], 0
     while a < n:
         starts.append(a)
@@ -302,12 +303,16 @@ class TrainSet:
         without replacement, afresh each epoch from (seed, epoch, c). So a pair's chance
         to be seen is proportional to its corpus's weight (docs/data.md).
         """
-        kept = []
+        kept = []  # each corpus's kept pairs, as store indices
         for _, start, end in self.store.corpora:
-            inside = np.arange(start, end, dtype=np.int64)
-            kept.append(inside if self.keep is None else inside[self.keep[start:end]])
+            if self.keep is None:
+                kept.append(np.arange(start, end, dtype=np.int64))
+            else:
+                inside = np.flatnonzero(self.keep[start:end])
+                inside += start
+                kept.append(inside)
         if len(set(self.weights)) <= 1:
-            return np.concatenate(kept)
+            return kept[0] if len(kept) == 1 else np.concatenate(kept)
         sizes = np.array([k.size for k in kept], dtype=np.float64)
         share = np.asarray(self.weights, dtype=np.float64) * sizes
         wanted = np.rint(sizes.sum() * share / share.sum()).astype(np.int64)  # k_c

@@ -32,7 +32,11 @@ def epoch_steps(train: TrainSet, settings: TrainConfig, world: World, epoch: int
     lens = train.store.lens
     batches = length_batches(lens["src"][items], lens["tgt"][items], settings.batch_tokens,
                              settings.seed, epoch)  # positions in items
-    mine = [items[b] for b in shard(batches, world.rank, world.size)]
+    # The store indices, batch after batch, in one array; each batch a view of it.
+    flat = items[np.concatenate(batches)]  # (N,)
+    del items
+    bounds = np.cumsum([len(b) for b in batches])[:-1]
+    mine = shard(np.split(flat, bounds), world.rank, world.size)
     acc = settings.accumulate
     steps = [mine[i : i + acc] for i in range(0, len(mine), acc)]
     if not steps:  # e.g. fewer batches than processes: an epoch would be empty
