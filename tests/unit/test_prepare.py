@@ -1,6 +1,7 @@
 """The stage before training: every input checked first, and tokenizers tied to the
 settings and text they were trained on (reused, retrained, or refused under --resume)."""
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.prepare import (
     check_inputs,
+    load_training_data,
     manifest_path,
     prepare,
     prepare_store,
@@ -19,6 +21,8 @@ from seq2seq.prepare import (
     training_inputs,
 )
 from seq2seq.tokenizer import train_tokenizer
+from seq2seq.training.distributed import World
+from seq2seq.training.feed import epoch_steps
 from tests.conftest import tiny_config_yaml, write_slice
 from tests.integration.test_bad_input import assert_one_line_error, cli
 
@@ -212,3 +216,29 @@ def test_prepare_encodes_the_store_with_progress_lines_and_a_summary(corpus, tmp
     assert lines[-1].startswith("prepare: 60 pairs read, 60 kept; dropped 0 with an empty "
                                 "side and 0 too long; tokens ")
     assert (tmp_path / "run/store/manifest.json").is_file()
+
+
+def test_gzip_tsv_and_several_corpora_give_the_batches_of_the_plain_files(tmp_path):
+    data = write_slice(tmp_path, n_train=120, n_dev=4)
+    src = (data / "train.src").read_text().splitlines()
+    tgt = (data / "train.tgt").read_text().splitlines()
+    for side, lines in (("src", src), ("tgt", tgt)):
+        (data / f"part.{side}.gz").write_bytes(gzip.compress("\n".join(lines[:60]).encode()))
+    (data / "rest.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(src[60:], tgt[60:],
+                                                                         strict=True)))
+    mixed = f"data.train=[{data}/part, {{tsv: {data}/rest.tsv, weight: WEIGHT}}]"
+
+    def epoch(name: str, *sets: str):
+        config = config_of(tmp_path, data, f"train.run_dir={tmp_path / name}", *sets)
+        corpora = training_inputs(config)
+        src_tok, tgt_tok = prepare(config, lambda _: None, corpora=corpora)
+        train = load_training_data(config, src_tok, tgt_tok, lambda _: None, corpora).train
+        steps = epoch_steps(train, config.train, World(), epoch=1)
+        return src_tok.model_bytes, [m.tolist() for step in steps for m in step]
+
+    plain = epoch("plain")
+    assert epoch("mixed", mixed.replace("WEIGHT", "1")) == plain
+    _, weighted = epoch("weighted", mixed.replace("WEIGHT", "2"))
+    drawn = [i for batch in weighted for i in batch]
+    # 120 pairs an epoch; the TSV's 60 weigh twice: 120 * 120 / 180 = 80 of them.
+    assert len(drawn) == 120 and sum(i >= 60 for i in drawn) == 80
