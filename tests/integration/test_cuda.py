@@ -1,4 +1,5 @@
 """The GPU path: a CUDA training step equal to the CPU's, bf16 and fp16 training that learns,
+the whole loop on CUDA (batches built ahead in pinned memory, a NaN skipped on the device),
 cached decoding equal to the CPU's, and NCCL in one process (two where two GPUs exist).
 
 Every test here is marked `cuda` and is skipped, with the reason, where torch sees no GPU;
@@ -20,14 +21,17 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
+from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.data import make_batch
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.training.distributed import World, close_world, init_world
-from seq2seq.training.loop import fit, setup
+from seq2seq.training.feed import Feed
+from seq2seq.training.loop import fit, setup, train
 from seq2seq.training.run_dir import RunDir
 from seq2seq.training.step import build_step
 from tests.conftest import BOS, EOS, PAD, random_ids, tiny_config_yaml, tiny_model, write_slice
+from tests.integration.test_reliability import nan_loss_on
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -97,6 +101,25 @@ def test_cached_decoding_on_cuda_equals_the_cpu_output():
     for cpu, cuda in zip(outputs["cpu"], outputs["cuda"], strict=True):
         assert cuda.tokens == cpu.tokens
         assert cuda.scores == pytest.approx(cpu.scores, abs=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_the_training_loop_on_cuda_builds_batches_ahead_and_skips_a_nan_on_the_device(
+        precision, tmp_path, monkeypatch):
+    """The whole loop on CUDA: batches built ahead in pinned memory, a non-finite loss on
+    the third update skipped on the device and counted, checkpoints written."""
+    threads, build = [], Feed._build
+    monkeypatch.setattr(Feed, "_build", lambda feed: (threads.append(feed.pin), build(feed)))
+    nan_loss_on(monkeypatch, lambda call: call == 3)
+    data = write_slice(tmp_path, n_train=100, n_dev=8)
+    config = load_config(tiny_config_yaml(tmp_path, data, max_steps=6, eval_every=3,
+                                          log_every=1, max_nonfinite=3),
+                         ["train.device=cuda", f"train.precision={precision}"])
+    last = load_checkpoint(train(config, progress=False) / "last.pt")
+    progress = last["train_state"]["progress"]
+    assert last["step"] == 6 and threads and all(threads)  # built ahead, pinned
+    assert progress["nonfinite_total"] == 1
+    assert all(torch.isfinite(w).all() for w in last["model"].values())
 
 
 class OneRank(World):
