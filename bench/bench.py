@@ -12,8 +12,8 @@ embeddings, dropout 0.1) trained on Multi30k de->en with a joint 8000-piece unig
 SentencePiece vocabulary and batches of 4096 target tokens, through training's TrainStep
 itself; a square matmul for the machine's peak; and decoding of test_2016_flickr.de with
 a randomly initialised model of the same shape, with the research rows (sampling, forced
-scoring, an ensemble of two against one; bench/research.py). The tokenizer and token ids
-are cached in runs/bench-cache/, so only the first run trains SentencePiece.
+scoring, an ensemble of two against one; bench/research.py). The tokenizer is cached in
+runs/bench-cache/, so only the first run trains SentencePiece.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def load_multi30k(folder: Path, cache: Path) -> tuple[Tokenizer, EncodedCorpus, 
     text = read_parallel(multi30k_paths(folder, "train", "de"),
                          multi30k_paths(folder, "train", "en"))
     tok = cached_tokenizer(text.src + text.tgt, cache, TokenizerConfig())
-    corpus, _ = filter_long(encode_parallel(text, tok, tok, cache), DataConfig().max_len)
+    corpus, _ = filter_long(encode_parallel(text, tok, tok), DataConfig().max_len)
     return tok, corpus, read_lines(multi30k_paths(folder, "test_2016_flickr", "de"))
 
 
@@ -325,7 +325,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"folder of Multi30k .gz files to copy into data/multi30k "
                              f"(default {DEFAULT_MIRROR} when it exists, else download)")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-cache",
-                        help="where the tokenizer and token ids are cached")
+                        help="where the tokenizer is cached")
     parser.add_argument("--skip-train", action="store_true", help="no training measurements")
     parser.add_argument("--skip-decode", action="store_true", help="no decoding measurements")
     parser.add_argument("--skip-research", action="store_true",
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_threads(args.threads)
         folder = multi30k_folder(args.data, args.mirror)
-        log(f"data: {folder}; tokenizer and ids cached in {args.cache}")
+        log(f"data: {folder}; tokenizer cached in {args.cache}")
         tok, corpus, test = load_multi30k(folder, args.cache)
         train_cfg = TrainConfig(device="cpu", fast=not args.plain)
         result = measure(tok, corpus, test, ModelConfig(), train_cfg, make_plan(args), log)

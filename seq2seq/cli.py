@@ -29,7 +29,7 @@ from seq2seq.inspection.commands import attention, info, plot
 # One example per line, shown at the end of each command's --help (and in docs/cli.md).
 EXAMPLES = {
     "prepare": """\
-seq2seq prepare configs/toy.yaml   # RUN_DIR/spm.model, or spm.SRC.model and spm.TGT.model
+seq2seq prepare configs/toy.yaml   # RUN_DIR/spm.model (or one per side) and RUN_DIR/store/
 """,
     "train": """\
 seq2seq train configs/toy.yaml

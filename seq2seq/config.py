@@ -120,9 +120,12 @@ class TokenizerConfig:
     model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"  # SentencePiece algorithm
     character_coverage: float = 1.0  # share of characters covered, in [0.9, 1]
     byte_fallback: bool = False  # unknown characters as 256 byte pieces, not <unk>
+    sample_size: int = 1_000_000  # pairs SentencePiece trains on, drawn at random from data.train
+    sample_seed: int = 1  # seed of that sample, in [0, 2**32)
 
     def validate(self) -> None:
-        _within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]")
+        _within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]",
+                sample_size="[1, 1_000_000_000]", sample_seed="[0, 4_294_967_296)")
         _require(not (self.byte_fallback and self.model_type == "word"), "tokenizer.byte_fallback",
                  "needs model_type unigram, bpe or char (a word model spells no bytes)")
 

@@ -1,30 +1,38 @@
 """The stage before training: check the inputs, SentencePiece models tied to what they were
-trained on, and the corpus as cached token ids.
+trained on, and the training corpora encoded once into the token store (seq2seq.store).
 
 Each model file the run dir holds (spm.model, or spm.SRC.model and spm.TGT.model) has a
 manifest beside it (spm.model.json): the tokenizer.* settings and a fingerprint of the
 training files it was trained with, and a hash of the model itself. A model whose manifest
 no longer matches the config is retrained (refused under --resume); one without a manifest
-was not written by this seq2seq and is used as it is, with a note.
+was not written by this seq2seq and is used as it is, with a note. SentencePiece trains on
+a seeded random sample of tokenizer.sample_size pairs, so its time and memory are bounded
+whatever the corpus size.
 """
 
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import Config, TokenizerConfig
 from seq2seq.corpora.parallel import (
+    CorpusSpec,
+    ParallelText,
     check_corpora,
     corpus_spec,
+    fingerprint,
+    iter_pairs,
     read_corpus,
-    read_training_text,
+    sample_pairs,
     training_corpora,
 )
-from seq2seq.data import EncodedCorpus, ParallelText, encode_parallel, filter_long
+from seq2seq.data import EncodedCorpus, TrainSet, encode_parallel
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write
+from seq2seq.store import TokenStore, build_store, built_from, counts_of, open_store, summary
 from seq2seq.tokenizer import Tokenizer, train_tokenizer
 
 SPLITS = ("train", "dev")  # what training reads; evaluate checks data.test itself
@@ -56,21 +64,39 @@ def check_inputs(config: Config, splits: tuple[str, ...] = SPLITS) -> None:
     check_corpora(config, splits)
 
 
+@dataclass(frozen=True)
+class Corpora:
+    """data.train's corpora and their fingerprints, taken once for the tokenizers and store."""
+
+    specs: list[CorpusSpec]
+    fingerprints: list[dict]
+
+
+def training_inputs(config: Config) -> Corpora:
+    """data.train's corpora, resolved, and each one's fingerprint (its files hashed)."""
+    specs = training_corpora(config)
+    return Corpora(specs, [fingerprint(spec) for spec in specs])
+
+
 # ---------------------------------------------------------------- tokenizers
 
 
-def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer, Tokenizer]:
+def prepare(config: Config, log=print, resume: bool = False,
+            corpora: Corpora | None = None) -> tuple[Tokenizer, Tokenizer]:
     """The run's tokenizers: reused when they match the config and the training text,
-    else trained on the training text and saved in the run dir with their manifests.
+    else trained on a sample of the training text and saved in the run dir with their
+    manifests.
 
     resume: refuse (Seq2SeqError) to retrain a model the checkpoints were trained with.
+    corpora: training_inputs(config), when the caller has it already.
     Returns (source tokenizer, target tokenizer); the same object when joint.
     """
+    corpora = corpora or training_inputs(config)
     sides = ([("joint", tokenizer_paths(config)[0])] if config.tokenizer.joint
              else list(zip(("src", "tgt"), tokenizer_paths(config), strict=True)))
-    text, made = None, {}
+    sample, made = None, {}
     for side, path in sides:
-        record = _record(config, side)
+        record = _record(config, side, corpora)
         state, why = _status(path, record)
         if state in ("current", "foreign"):
             made[side] = Tokenizer.load(path)
@@ -82,21 +108,35 @@ def prepare(config: Config, log=print, resume: bool = False) -> tuple[Tokenizer,
                                    "the checkpoints depend on it; restore the settings and "
                                    "data, or train into a new train.run_dir")
             log(f"tokenizer: retraining {path}: {why}")
-        if text is None:
-            text = read_training_text(config)
-        lines = text.src + text.tgt if side == "joint" else getattr(text, side)
+        start = time.perf_counter()  # the first side's time includes drawing the sample
+        if sample is None:
+            sample = _sample(config, corpora.specs)
+        src_lines, tgt_lines = sample
+        lines = {"joint": src_lines + tgt_lines, "src": src_lines, "tgt": tgt_lines}[side]
         tok = config.tokenizer
         made[side] = train_tokenizer(lines, tok.vocab_size, tok.model_type,
                                      tok.character_coverage, byte_fallback=tok.byte_fallback)
         _save(made[side], path, record)
         log(f"prepare: {SIDE_NAMES[side]} SentencePiece model, {made[side].vocab_size} "
-            f"pieces -> {path}")
+            f"pieces, from {len(src_lines):,} sampled pairs -> {path} in "
+            f"{time.perf_counter() - start:.1f}s")
     if config.tokenizer.joint:
         return made["joint"], made["joint"]
     return made["src"], made["tgt"]
 
 
 load_or_prepare = prepare  # the name the training loop knows
+
+
+def _sample(config: Config, specs: list[CorpusSpec]) -> tuple[list[str], list[str]]:
+    """tokenizer.sample_size pairs drawn at random (tokenizer.sample_seed) from all of
+    data.train's corpora, in corpus order; every pair when there are fewer."""
+    tok = config.tokenizer
+    src, tgt = sample_pairs(specs, tok.sample_size, tok.sample_seed)
+    if not src:  # every corpus is empty: read_corpus says so, with its count of lines
+        for spec in specs:
+            read_corpus(spec)
+    return src, tgt
 
 
 def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -> None:
@@ -106,33 +146,21 @@ def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -
     sides = ([("joint", tokenizer_paths(config)[0], src_tok)] if config.tokenizer.joint
              else list(zip(("src", "tgt"), tokenizer_paths(config), (src_tok, tgt_tok),
                            strict=True)))
+    corpora = training_inputs(config)
     for side, path, tok in sides:
-        _save(tok, path, {**_record(config, side), "adopted_from": source})
+        _save(tok, path, {**_record(config, side, corpora), "adopted_from": source})
 
 
-def _record(config: Config, side: str) -> dict:
+def _record(config: Config, side: str, corpora: Corpora) -> dict:
     """What a tokenizer depends on: its settings and the content of the training files."""
-    specs = training_corpora(config)
-    files = [path for spec in specs for path in spec.files]
-    # one plain corpus keeps the keys src and tgt, so existing manifests stay current
-    keys = (("src", "tgt") if len(specs) == 1 and specs[0].kind == "plain"
-            else [str(path) for path in files])
-    text = {key: {"path": str(path), **_fingerprint(path)}
-            for key, path in zip(keys, files, strict=True)}
+    files = [f for fp in corpora.fingerprints for f in fp["files"]]
+    # one plain corpus keeps the keys src and tgt, as manifests had them before corpus lists
+    plain = len(corpora.specs) == 1 and corpora.specs[0].kind == "plain"
+    keys = ("src", "tgt") if plain else [f["path"] for f in files]
+    text = {key: {"path": f["path"], "size": f["size"], "sha256": f["sha256"]}
+            for key, f in zip(keys, files, strict=True)}
     settings = {**dataclasses.asdict(config.tokenizer), "side": side}
     return json.loads(json.dumps({"settings": settings, "text": text}))  # as read back
-
-
-def _fingerprint(path: Path) -> dict:
-    h, size = hashlib.sha256(), 0
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-                size += len(chunk)
-    except OSError as e:
-        raise Seq2SeqError(f"cannot read {path}: {e.strerror}; check data.train") from None
-    return {"size": size, "sha256": h.hexdigest()}
 
 
 def _sha256(path: Path) -> str:
@@ -165,18 +193,29 @@ def _status(path: Path, record: dict) -> tuple[str, str]:
     settings = {**dataclasses.asdict(TokenizerConfig()), **settings}
     changes = [f"tokenizer.{k} {settings.get(k)!r} -> {v!r}"
                for k, v in record["settings"].items() if settings.get(k) != v]
-    adopted = saved.get("adopted_from")  # not trained on this text: the text may differ
-    changes += [f"the training text {now['path']} changed" for side, now in record["text"].items()
-                if adopted is None and (not isinstance(text.get(side), dict)
-                                        or text[side].get("sha256") != now["sha256"])]
-    changes += [f"the training text {text[side].get('path', side)} is no longer in data.train"
-                for side in text if adopted is None and side not in record["text"]
-                and isinstance(text[side], dict)]
+    if saved.get("adopted_from") is None:  # one adopted was not trained on this text
+        changes += _text_changes(text, record["text"])
     if changes:
         return "stale", "; ".join(changes)
-    if adopted is not None:
-        return "current", f"taken from {adopted} (train.init_from)"
+    if saved.get("adopted_from") is not None:
+        return "current", f"taken from {saved['adopted_from']} (train.init_from)"
     return "current", "trained with these tokenizer.* settings on this training text"
+
+
+def _text_changes(saved: dict, now: dict) -> list[str]:
+    """The training files whose content a manifest did not record, or that it recorded
+    and data.train no longer has. Compared by content, whatever the keys."""
+    before = {v.get("sha256"): v.get("path", key) for key, v in saved.items()
+              if isinstance(v, dict)}
+    paths = set(before.values())
+    changed = [f"the training text {f['path']} "
+               + ("changed" if f["path"] in paths else "is new in data.train")
+               for f in now.values() if f["sha256"] not in before]
+    if changed:
+        return changed
+    after = {f["sha256"] for f in now.values()}
+    return [f"the training text {path} is no longer in data.train"
+            for sha, path in before.items() if sha not in after]
 
 
 def _save(tok: Tokenizer, path: Path, record: dict) -> None:
@@ -195,20 +234,48 @@ def _save(tok: Tokenizer, path: Path, record: dict) -> None:
 
 @dataclass
 class TrainingData:
-    train: EncodedCorpus
-    dev: EncodedCorpus
+    train: TrainSet  # the token store, memory-mapped
+    dev: EncodedCorpus  # dev is small: its ids and text stay in memory
     dev_text: ParallelText
 
 
-def load_training_data(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
-                       log=print) -> TrainingData:
-    """Read, tokenize (once, cached in the run dir) and length-filter train and dev."""
-    cache = Path(config.train.run_dir) / "cache"
-    text = read_training_text(config)
-    train, too_long = filter_long(encode_parallel(text, src_tok, tgt_tok, cache),
-                                  config.data.max_len)
-    log(f"data: {len(train.src)} training pairs; dropped {text.dropped_empty} with an empty "
-        f"side and {too_long} longer than data.max_len={config.data.max_len} tokens")
+def load_training_data(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, log=print,
+                       corpora: Corpora | None = None, build: bool = True,
+                       bar: bool = False) -> TrainingData:
+    """The training pairs from the token store (built first when missing or stale) and
+    the dev set encoded in memory.
+
+    build: False on the processes that only map the store rank 0 has built (a store
+    that does not fit is then an error). bar: a progress bar for a build.
+    """
+    corpora = corpora or training_inputs(config)
+    store = prepare_store(config, src_tok, tgt_tok, corpora, log, build, bar)
+    counts = counts_of(store)
+    log(f"data: {len(store)} training pairs; dropped {counts.empty} with an empty side and "
+        f"{counts.too_long} longer than data.max_len={config.data.max_len} tokens")
     dev_text = read_corpus(corpus_spec(config, "data.dev"))
-    dev = encode_parallel(dev_text, src_tok, tgt_tok, cache)
-    return TrainingData(train, dev, dev_text)
+    dev = encode_parallel(dev_text, src_tok, tgt_tok)
+    return TrainingData(TrainSet(store, tuple(s.weight for s in corpora.specs)), dev, dev_text)
+
+
+def prepare_store(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, corpora: Corpora,
+                  log=print, build: bool = True, bar: bool = False) -> TokenStore:
+    """RUN_DIR/store when it was built from these corpora and tokenizers, else built now;
+    logs the summary line either way (pairs, drops by reason, tokens, size, time)."""
+    folder = Path(config.train.run_dir) / "store"
+    wanted = built_from(src_tok, tgt_tok, corpora.fingerprints, config.data.max_len)
+    start = time.perf_counter()
+    store, why = open_store(folder, wanted)
+    if store is not None:
+        log(summary(counts_of(store), folder, time.perf_counter() - start, built=False))
+        return store
+    if not build:
+        raise Seq2SeqError(f"the token store {folder} cannot be used here ({why}): rank 0 "
+                           "built it from other files; every process must see the same run "
+                           "directory and data files")
+    log(f"prepare: encoding the training corpora into {folder} ({why})")
+    pairs = [(spec.name, iter_pairs(spec)) for spec in corpora.specs]
+    store, counts = build_store(folder, pairs, src_tok, tgt_tok, config.data.max_len, wanted,
+                                log, bar)
+    log(summary(counts, folder, time.perf_counter() - start, built=True))
+    return store

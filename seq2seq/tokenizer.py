@@ -67,13 +67,17 @@ class Tokenizer:
     def eos_id(self) -> int:
         return EOS_ID
 
-    def encode(self, lines: Sequence[str]) -> list[list[int]]:
-        """Lines of text -> one list of token ids per line, without BOS/EOS."""
+    def encode(self, lines: Sequence[str], threads: int = -1) -> list[list[int]]:
+        """Lines of text -> one list of token ids per line, without BOS/EOS.
+
+        threads: SentencePiece's C++ threads for the batch (-1 = one per core; a process
+        pool that is already parallel gives 1).
+        """
         lines = list(lines)
         if not lines:
             return []  # keep the empty case symmetric with decode, whatever SentencePiece does
         # One batched call: SentencePiece encodes the batch in C++ threads.
-        return self._sp.encode(lines, out_type=int)
+        return self._sp.encode(lines, out_type=int, num_threads=threads)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Token ids -> detokenized text, one string per sequence.

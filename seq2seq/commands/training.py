@@ -1,5 +1,6 @@
 """`prepare` and `train`: the commands that write a run directory."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,12 +10,14 @@ from seq2seq.commands.common import ConfigArg, SetOpt, fail
 
 
 def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Train the SentencePiece model(s) on the config's training text."""
+    """Train the SentencePiece model(s) on a sample of the training text, then encode the
+    training corpora into the token store (RUN_DIR/store) that `train` maps."""
     from functools import partial
 
     from seq2seq.config import load_config
-    from seq2seq.prepare import check_inputs
+    from seq2seq.prepare import check_inputs, prepare_store, training_inputs
     from seq2seq.prepare import prepare as run_prepare
+    from seq2seq.training.report import is_terminal
     from seq2seq.training.run_dir import RunDir
 
     cfg = load_config(config, set_ or [])
@@ -22,7 +25,9 @@ def prepare(config: ConfigArg, set_: SetOpt = None) -> None:
     with RunDir(cfg.train.run_dir, writer=True, log=log) as run:  # the one writer
         run.check_unused()  # its checkpoints need the tokenizer they were trained with
         check_inputs(cfg)
-        run_prepare(cfg, log=log)
+        corpora = training_inputs(cfg)
+        src_tok, tgt_tok = run_prepare(cfg, log=log, corpora=corpora)
+        prepare_store(cfg, src_tok, tgt_tok, corpora, log, bar=is_terminal(sys.stderr))
 
 
 def train(config: ConfigArg, set_: SetOpt = None,

@@ -6,6 +6,7 @@ fit() trains it; train() does both. Resume is exact (resume.py).
 """
 
 import copy
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from torch import nn
 from seq2seq.averaging import average_checkpoints
 from seq2seq.checkpoint import build_checkpoint
 from seq2seq.config import Config, dump_config, parse_duration
-from seq2seq.data import Batch, make_batch, shard, token_batches
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import (
@@ -26,12 +26,14 @@ from seq2seq.prepare import (
     check_inputs,
     load_or_prepare,
     load_training_data,
+    training_inputs,
 )
 from seq2seq.runtime import SignalFlag, resolve_device, set_threads
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.training import best as best_k
 from seq2seq.training import distributed as dist
 from seq2seq.training.distributed import World
+from seq2seq.training.feed import Feed, ahead_for, batch_of, epoch_steps
 from seq2seq.training.progress import (
     LossWindow,
     SkippedSteps,
@@ -39,7 +41,7 @@ from seq2seq.training.progress import (
     fraction_done,
     limit_reached,
 )
-from seq2seq.training.report import Report, write_line
+from seq2seq.training.report import Report, is_terminal, write_line
 from seq2seq.training.resume import resume_from, training_state
 from seq2seq.training.run_dir import RunDir
 from seq2seq.training.schedule import learning_rate
@@ -129,8 +131,9 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     log = main_log(world)
     device = dist.process_device(world, resolve_device(settings.device))
     threads = set_threads(settings.threads)
+    bar = progress and world.is_main and is_terminal(sys.stderr)  # for a store build
     src_tok, tgt_tok, data, start = open_run_dir(config, world, run_dir, device, resume,
-                                                 overwrite, log)
+                                                 overwrite, log, bar)
     torch.manual_seed(settings.seed + world.rank)
     model = model_on(config.model, src_tok, tgt_tok, device)
     if start is not None:  # fine-tuning: its weights, a fresh optimizer and schedule
@@ -158,7 +161,7 @@ def main_log(world: World) -> Log:
 
 
 def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.device,
-                 resume: bool, overwrite: bool, log: Log
+                 resume: bool, overwrite: bool, log: Log, bar: bool = False
                  ) -> tuple[Tokenizer, Tokenizer, TrainingData, WarmStart | None]:
     """Check everything, then the tokenizers and data: the one place setup reads or writes
     the run directory before training; an earlier run's files stay until setup has built
@@ -170,11 +173,13 @@ def open_run_dir(config: Config, world: World, run_dir: RunDir, device: torch.de
     check_inputs(config)
     check_settings(config.train, device)
     start = warm_start(config, run_dir.path) if config.train.init_from and not resume else None
-    with dist.main_first(world):  # rank 0 trains the tokenizer, the others load it
+    corpora = training_inputs(config)
+    with dist.main_first(world):  # rank 0 trains the tokenizer and builds the store
         if start is not None and world.is_main:
             adopt(config, start.src_tok, start.tgt_tok, str(start.path))
-        src_tok, tgt_tok = load_or_prepare(config, log, resume=resume)
-    data = load_training_data(config, src_tok, tgt_tok, log)
+        src_tok, tgt_tok = load_or_prepare(config, log, resume=resume, corpora=corpora)
+        data = load_training_data(config, src_tok, tgt_tok, log, corpora,
+                                  build=world.is_main, bar=bar)
     return src_tok, tgt_tok, fit_to_positions(data, config, log), start
 
 
@@ -196,28 +201,29 @@ def fit(run: Run) -> Path:
     with SignalFlag() as stopper, run.tracker, report:
         reason = None
         while reason is None:
-            steps = epoch_steps(run, state.epoch)
-            for micro in steps[state.steps_in_epoch :]:
-                reason, done = stop_check(run, stopper, budget, len(steps))
-                if reason is not None:
-                    break
-                lr = learning_rate(state.step + 1, settings.lr, settings.warmup,
-                                   settings.schedule, done)
-                nll, flag, tokens = run.step.step([to_device(run, i) for i in micro], lr)
-                state.steps_in_epoch += 1
-                state.step += 1
-                state.elapsed = clock()
-                skipped.add(flag)
-                window.add(nll, flag, tokens)
-                report.advance(state, fraction_done(state, settings, len(steps), budget),
-                               len(steps))
-                if state.step % settings.log_every == 0:
-                    log_train(run, window, skipped, lr, report, len(steps))
-                if state.step % settings.eval_every == 0:
-                    evaluate_and_save(run, clock, skipped)
-            else:  # the epoch ran to its end
-                state.epoch += 1
-                state.steps_in_epoch = 0
+            steps = epoch_steps(run.data.train, settings, run.world, state.epoch)
+            with feed(run, steps[state.steps_in_epoch :]) as batches:
+                for micro in batches:
+                    reason, done = stop_check(run, stopper, budget, len(steps))
+                    if reason is not None:
+                        break
+                    lr = learning_rate(state.step + 1, settings.lr, settings.warmup,
+                                       settings.schedule, done)
+                    nll, flag, tokens = run.step.step(micro, lr)
+                    state.steps_in_epoch += 1
+                    state.step += 1
+                    state.elapsed = clock()
+                    skipped.add(flag)
+                    window.add(nll, flag, tokens)
+                    report.advance(state, fraction_done(state, settings, len(steps), budget),
+                                   len(steps))
+                    if state.step % settings.log_every == 0:
+                        log_train(run, window, skipped, lr, report, len(steps))
+                    if state.step % settings.eval_every == 0:
+                        evaluate_and_save(run, clock, skipped)
+                else:  # the epoch ran to its end
+                    state.epoch += 1
+                    state.steps_in_epoch = 0
         report.close()
         return finish(run, reason, clock, skipped, stopper)
 
@@ -232,28 +238,11 @@ class Clock:
         return time.perf_counter() - self.start
 
 
-def epoch_steps(run: Run, epoch: int) -> list[list[list[int]]]:
-    """The epoch's optimizer steps on this rank, each a list of micro-batches (indices)."""
-    train, settings, world = run.data.train, run.config.train, run.world
-    batches = token_batches([len(s) for s in train.src], [len(t) for t in train.tgt],
-                            settings.batch_tokens, settings.seed, epoch)
-    mine = shard(batches, world.rank, world.size)
-    acc = settings.accumulate
-    steps = [mine[i : i + acc] for i in range(0, len(mine), acc)]
-    if not steps:  # e.g. fewer batches than processes: an epoch would be empty
-        raise Seq2SeqError(f"an epoch has no batches for {world.size} process(es); lower "
-                           "train.batch_tokens or use fewer processes")
-    return steps
-
-
-def to_device(run: Run, indices: list[int]) -> Batch:
-    """The training pairs at `indices` as a Batch on the run's device."""
+def feed(run: Run, steps: list) -> Feed:
+    """The batches of these steps on the run's device (built ahead on a GPU)."""
     train, tok = run.data.train, run.tgt_tok
-    batch = make_batch([train.src[i] for i in indices], [train.tgt[i] for i in indices],
-                       tok.pad_id, tok.bos_id, tok.eos_id)
-    if run.device.type == "cuda":
-        return batch.pin_memory().to(run.device, non_blocking=True)
-    return batch
+    return Feed(steps, lambda indices: batch_of(train, tok, indices), run.device,
+                ahead_for(run.device))
 
 
 def stop_check(run: Run, stopper: SignalFlag, budget: float, epoch_len: int

@@ -28,8 +28,8 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_run_dir, reason
 
 LOCK_NAME = ".seq2seq.lock"
-# Exactly the names train writes into a run directory besides the tokenizer (prepare.py
-# manages that one) and the token cache (named by a hash of its content, so never stale).
+# Exactly the names train writes into a run directory besides the tokenizer and the token
+# store (prepare.py manages those, each checked against its manifest, so never stale).
 CHECKPOINT = re.compile(r"(last|best|averaged|best-step\d+)\.pt")
 OUTPUTS = ("metrics.jsonl", "config.yaml")
 PARTIAL = re.compile(r"\..+\..+\.tmp")  # files.atomic_write's temporary names

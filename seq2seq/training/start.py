@@ -51,12 +51,12 @@ def fit_to_positions(data: TrainingData, config: Config, log: Log) -> TrainingDa
     validation loss would mean nothing: both are errors.
     """
     limit = config.model.max_positions - 1  # each side gains one token: EOS or BOS
-    train, long_train = filter_long(data.train, limit)
+    train, long_train = data.train.within(limit)
     dev, long_dev = filter_long(data.dev, limit)
     if long_train or long_dev:
         log(f"data: dropped {long_train} training and {long_dev} validation pairs "
             f"longer than model.max_positions - 1 = {limit} tokens")
-    if not train.src:
+    if not len(train):
         raise Seq2SeqError(f"no training pairs left: all are longer than data.max_len="
                            f"{config.data.max_len} tokens or model.max_positions - 1 = "
                            f"{limit}; raise them or check the training files")

@@ -1,4 +1,4 @@
-"""Data: reading and validating parallel text, the id cache, batches, bucketing, sharding."""
+"""Data: reading and validating parallel text, encoding, batches, bucketing, sharding."""
 
 import random
 from pathlib import Path
@@ -98,50 +98,13 @@ def test_read_parallel_empty_files(tmp_path: Path) -> None:
         read_parallel(src, tgt)
 
 
-# ---------------------------------------------------------------- encoding and cache
+# ---------------------------------------------------------------- encoding
 
 
 def test_encode_parallel_matches_tokenizers(tok: Tokenizer) -> None:
     text = ParallelText(src=["the cat", "a dog"], tgt=["die katze", "der hund"], dropped_empty=0)
     corpus = encode_parallel(text, tok, tok)
     assert corpus == EncodedCorpus(src=tok.encode(text.src), tgt=tok.encode(text.tgt))
-
-
-def test_cache_hit_and_invalidation(
-    tok: Tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    text = ParallelText(src=["the cat", "a dog"], tgt=["die katze", "der hund"], dropped_empty=0)
-    first = encode_parallel(text, tok, tok, cache_dir=tmp_path / "cache")
-    files = list((tmp_path / "cache").glob("ids-*.pt"))
-    assert len(files) == 1
-
-    def fail(lines: object) -> list[list[int]]:
-        raise AssertionError("encoded again despite the cache")
-
-    monkeypatch.setattr(tok, "encode", fail)
-    assert encode_parallel(text, tok, tok, cache_dir=tmp_path / "cache") == first
-
-    changed = ParallelText(src=["the cat", "a dog"], tgt=["die katze", "das hund"], dropped_empty=0)
-    with pytest.raises(AssertionError, match="encoded again"):
-        encode_parallel(changed, tok, tok, cache_dir=tmp_path / "cache")
-
-
-def test_cache_invalidated_by_tokenizer(tok: Tokenizer, tmp_path: Path) -> None:
-    text = ParallelText(src=["the cat"], tgt=["die katze"], dropped_empty=0)
-    other = train_tokenizer(["the cat sat", "die katze sass"] * 20, vocab_size=30)
-    encode_parallel(text, tok, tok, cache_dir=tmp_path)
-    corpus = encode_parallel(text, other, tok, cache_dir=tmp_path)
-    assert corpus.src == other.encode(text.src)
-    assert len(list(tmp_path.glob("ids-*.pt"))) == 2
-
-
-def test_corrupt_cache_is_rebuilt(tok: Tokenizer, tmp_path: Path) -> None:
-    text = ParallelText(src=["the cat", "a dog"], tgt=["die katze", "der hund"], dropped_empty=0)
-    expected = encode_parallel(text, tok, tok, cache_dir=tmp_path)
-    (path,) = tmp_path.glob("ids-*.pt")
-    path.write_bytes(b"not a torch file")
-    assert encode_parallel(text, tok, tok, cache_dir=tmp_path) == expected
-    assert torch.load(path, weights_only=True)["src_ids"].dtype == torch.int32  # rewritten
 
 
 def test_filter_long() -> None:

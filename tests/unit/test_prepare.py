@@ -1,15 +1,28 @@
 """The stage before training: every input checked first, and tokenizers tied to the
 settings and text they were trained on (reused, retrained, or refused under --resume)."""
 
+import gzip
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+import seq2seq.store
 from seq2seq.config import load_config
 from seq2seq.errors import Seq2SeqError
-from seq2seq.prepare import check_inputs, manifest_path, prepare, tokenizer_paths
+from seq2seq.prepare import (
+    check_inputs,
+    load_training_data,
+    manifest_path,
+    prepare,
+    prepare_store,
+    tokenizer_paths,
+    training_inputs,
+)
+from seq2seq.tokenizer import train_tokenizer
+from seq2seq.training.distributed import World
+from seq2seq.training.feed import epoch_steps
 from tests.conftest import tiny_config_yaml, write_slice
 from tests.integration.test_bad_input import assert_one_line_error, cli
 
@@ -145,3 +158,87 @@ def test_resume_with_another_tokenizer_config_is_refused_in_one_line(
                 "--set", "tokenizer.vocab_size=60")
     assert fresh.code == 0, fresh.err
     assert "tokenizer: retraining" in fresh.out + fresh.err
+
+
+# ---------------------------------------------------------------- the sample and the store
+
+
+def test_sentencepiece_trains_on_a_sample_reproducible_from_its_seed(corpus, tmp_path):
+    def trained(name: str, *sets: str) -> bytes:
+        config = config_of(tmp_path, corpus, f"train.run_dir={tmp_path / name}", *sets)
+        return prepare(config, notes.append)[0].model_bytes
+
+    notes = []
+    first = trained("a", "tokenizer.sample_size=20")
+    assert "from 20 sampled pairs" in notes[-1]
+    assert trained("b", "tokenizer.sample_size=20") == first
+    assert trained("c", "tokenizer.sample_size=20", "tokenizer.sample_seed=7") != first
+    # A corpus no larger than the sample trains on every pair, as before sampling.
+    src = (corpus / "train.src").read_text().splitlines()
+    tgt = (corpus / "train.tgt").read_text().splitlines()
+    assert trained("d") == train_tokenizer(src + tgt, vocab_size=120).model_bytes
+
+
+def test_the_store_is_built_once_and_rebuilt_when_an_input_changes(corpus, tmp_path):
+    notes = []
+    config = config_of(tmp_path, corpus)
+    src_tok, tgt_tok = prepare(config, notes.append)
+    store = prepare_store(config, src_tok, tgt_tok, training_inputs(config), notes.append)
+    assert len(store) == 60 and notes[-1].startswith("prepare: 60 pairs read, 60 kept;")
+    assert "built in" in notes[-1] and "MiB on disk" in notes[-1]
+    prepare_store(config, src_tok, tgt_tok, training_inputs(config), notes.append)
+    assert "reused" in notes[-1]
+    for name in ("train.src", "train.tgt"):
+        with open(corpus / name, "a") as f:
+            f.write("the cat .\n")
+    with pytest.raises(Seq2SeqError, match="cannot be used here .*train.src changed"):
+        prepare_store(config, src_tok, tgt_tok, training_inputs(config), notes.append,
+                      build=False)  # a rank other than 0 never builds
+    store = prepare_store(config, src_tok, tgt_tok, training_inputs(config), notes.append)
+    assert "train.src changed" in notes[-2] and len(store) == 61
+    shorter = config_of(tmp_path, corpus, "data.max_len=5")
+    store = prepare_store(shorter, src_tok, tgt_tok, training_inputs(shorter), notes.append)
+    assert "data.max_len changed (128 -> 5)" in notes[-2] and len(store) < 61
+    other = train_tokenizer(["the cat sat on the mat ."] * 10, vocab_size=30)
+    prepare_store(config, other, other, training_inputs(config), notes.append)
+    assert "the tokenizer changed" in notes[-2]
+
+
+def test_prepare_encodes_the_store_with_progress_lines_and_a_summary(corpus, tmp_path, capfd,
+                                                                    monkeypatch):
+    monkeypatch.setattr(seq2seq.store, "LINE_EVERY", 25)
+    result = cli(capfd, monkeypatch, "prepare", tiny_config_yaml(tmp_path, corpus))
+    assert result.code == 0, result.err
+    lines = result.err.strip().splitlines()
+    # One chunk of 60 pairs passes two multiples of 25: one line, when it is written.
+    assert [line.split(" (")[0] for line in lines if "encoded" in line] == [
+        "prepare: encoded 60 pairs"]
+    assert lines[-1].startswith("prepare: 60 pairs read, 60 kept; dropped 0 with an empty "
+                                "side and 0 too long; tokens ")
+    assert (tmp_path / "run/store/manifest.json").is_file()
+
+
+def test_gzip_tsv_and_several_corpora_give_the_batches_of_the_plain_files(tmp_path):
+    data = write_slice(tmp_path, n_train=120, n_dev=4)
+    src = (data / "train.src").read_text().splitlines()
+    tgt = (data / "train.tgt").read_text().splitlines()
+    for side, lines in (("src", src), ("tgt", tgt)):
+        (data / f"part.{side}.gz").write_bytes(gzip.compress("\n".join(lines[:60]).encode()))
+    (data / "rest.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in zip(src[60:], tgt[60:],
+                                                                         strict=True)))
+    mixed = f"data.train=[{data}/part, {{tsv: {data}/rest.tsv, weight: WEIGHT}}]"
+
+    def epoch(name: str, *sets: str):
+        config = config_of(tmp_path, data, f"train.run_dir={tmp_path / name}", *sets)
+        corpora = training_inputs(config)
+        src_tok, tgt_tok = prepare(config, lambda _: None, corpora=corpora)
+        train = load_training_data(config, src_tok, tgt_tok, lambda _: None, corpora).train
+        steps = epoch_steps(train, config.train, World(), epoch=1)
+        return src_tok.model_bytes, [m.tolist() for step in steps for m in step]
+
+    plain = epoch("plain")
+    assert epoch("mixed", mixed.replace("WEIGHT", "1")) == plain
+    _, weighted = epoch("weighted", mixed.replace("WEIGHT", "2"))
+    drawn = [i for batch in weighted for i in batch]
+    # 120 pairs an epoch; the TSV's 60 weigh twice: 120 * 120 / 180 = 80 of them.
+    assert len(drawn) == 120 and sum(i >= 60 for i in drawn) == 80
