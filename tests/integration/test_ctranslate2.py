@@ -256,3 +256,13 @@ def test_benchmark_runs_every_engine(trained, tmp_path):
               "rows": rows}
     result["notes"] = bench_ct2.notes(result)
     assert "ctranslate2 int8" in bench_ct2.format_report(result)
+
+
+def test_checkpoint_only_commands_name_where_an_export_came_from(trained, exported, tmp_path,
+                                                                 capfd, monkeypatch):
+    dev = trained[1] / "dev.src"
+    for args in (("score", exported, "--src", dev, "--tgt", dev),
+                 ("attention", exported, "we sang .", "-o", tmp_path / "a.html"),
+                 ("export", exported, "-o", tmp_path / "again")):
+        result = cli(capfd, monkeypatch, *args)
+        assert_one_line_error(result, "is a CTranslate2 export", str(trained[0]))
