@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -42,9 +43,37 @@ from seq2seq.errors import Seq2SeqError  # noqa: E402
 from seq2seq.metrics import score  # noqa: E402
 from seq2seq.model.build import build_model  # noqa: E402
 from seq2seq.runtime import set_threads  # noqa: E402
+from seq2seq.search import length_limits  # noqa: E402
 
 CONFIG = ROOT / "configs" / "multi30k_de_en.yaml"
-ENGINES = ("pytorch", "ctranslate2 float32", "ctranslate2 int8")
+ENGINES = ("pytorch", "ctranslate2 float32", "ctranslate2 int8", "ctranslate2 float32, batch limit")
+
+
+class BatchLimit:
+    """CTranslate2 float32 batched as its own users batch it: length-sorted batches of
+    decode.batch_size sentences, one call each with the batch's longest limit, where
+    `translate DIR` groups each batch's sentences by their own limits. For a model that
+    stops at EOS (a trained one) the outputs are the same, so the two rows' difference is
+    what the grouping costs; a random model runs longer here, to the batch's limit."""
+
+    def __init__(self, translator):
+        self.translator = translator
+
+    def translate(self, lines: list[str], beam_size: int) -> list[str]:
+        t, model = self.translator, self.translator.model
+        ids = t.encode(lines)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        tokens: list[list[int]] = [[] for _ in ids]
+        size = t.decode.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            lengths = torch.tensor([len(ids[i]) + 1 for i in chunk])  # EOS included
+            limit = int(length_limits(lengths, t.decode.max_len_ratio, model.max_positions).max())
+            sources = [[model.src_pieces[j] for j in ids[i]] for i in chunk]
+            for i, result in zip(chunk, model.search(sources, beam_size, limit), strict=True):
+                tokens[i] = model.hypotheses(result, beam_size, t.decode.length_penalty,
+                                             1)[0].tokens
+        return t.tgt_tok.decode(tokens)
 
 
 def random_checkpoint(folder: Path, cache: Path, tmp: Path, seed: int = 1) -> Path:
@@ -68,6 +97,7 @@ def open_engines(checkpoint: Path, tmp: Path, threads: int) -> dict:
         folder = tmp / f"{checkpoint.stem}-{quantization}"
         export_ctranslate2(checkpoint, folder, quantization)
         engines[f"ctranslate2 {quantization}"] = load_translator(folder, "cpu", threads)
+    engines["ctranslate2 float32, batch limit"] = BatchLimit(engines["ctranslate2 float32"])
     return engines
 
 
@@ -111,6 +141,12 @@ def format_report(result: dict) -> str:
     lines = [f"decoding engines: {result['cpu']}, {result['threads']} threads each, torch "
              f"{result['torch']}, ctranslate2 {result['ctranslate2']}, best of "
              f"{result['rounds']} rounds", _table(header, rows), "", "notes:"]
+    if "load_average" in result:
+        start, end = result["load_average"]
+        lines.append(f"- 1-minute load average {start:.1f} when the benchmark started, "
+                     f"{end:.1f} at its end (it adds about {result['threads']} itself): above "
+                     "about 1 at the start, other processes shared the CPU, which slows every "
+                     "engine and makes the timings noisy.")
     lines += [f"- {note}" for note in result["notes"]]
     return "\n".join(lines)
 
@@ -159,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         test = read_lines(multi30k_paths(folder, "test_2016_flickr", "de"))
         refs = read_lines(multi30k_paths(folder, "test_2016_flickr", "en"))
         n = args.sentences or len(test)
-        rows = []
+        rows, load = [], os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = random_checkpoint(folder, args.cache, Path(tmp))
             engines = open_engines(checkpoint, Path(tmp), args.threads)
@@ -173,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
               "ctranslate2": ct2.__version__, "rounds": args.rounds, "rows": rows,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "load_average": [load, os.getloadavg()[0]]}
     result["notes"] = notes(result)
     report = format_report(result)
     print(report, file=sys.stderr if args.json else sys.stdout)

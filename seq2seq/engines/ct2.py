@@ -62,11 +62,14 @@ class CT2Model:
         # PAD and BOS are never outputs, as in search.py (_step_log_probs)
         self.suppressed = [[p] for p in tgt_tok.pieces([tgt_tok.pad_id, tgt_tok.bos_id])]
 
-    def search(self, sources: list[list[str]], beam_size: int, limit: int) -> list:
+    def search(self, sources: list[list[str]], beam_size: int, limit: int,
+               max_batch_size: int = 0) -> list:
         """CTranslate2's results for source pieces (no EOS: the model adds it), one output
-        limit for all: greedy for beam 1, else beam search returning all k finished."""
+        limit for all: greedy for beam 1, else beam search returning all k finished.
+        max_batch_size: 0, one batch; else CTranslate2's own length-sorted batches."""
         return self.engine.translate_batch(
-            sources, max_batch_size=0, beam_size=beam_size, num_hypotheses=beam_size,
+            sources, max_batch_size=max_batch_size, beam_size=beam_size,
+            num_hypotheses=beam_size,
             length_penalty=0.0 if beam_size == 1 else 1.0, max_decoding_length=limit,
             min_decoding_length=0, max_input_length=0, return_scores=True,
             return_end_token=True, suppress_sequences=self.suppressed)
