@@ -14,7 +14,8 @@ How each search is mapped onto CTranslate2's (and what is not the same as search
              ((5 + length) / 6) ** alpha. Where more than k finish in one step, or a sentence
              reaches its limit, the two keep slightly different sets (rare).
     limits   ratio x source tokens + 10 per sentence, but CTranslate2 takes one limit per
-             call: the sentences of a batch are translated in groups that share their limit.
+             call: a batch is translated with its shortest limit, and the sentences that had
+             not finished by then again, in groups that share their own limit.
 
 Refused, each in one line (REFUSED): sampling, a prefix, token scores, alignment, forced
 scoring and ensembles, whose results CTranslate2 would compute differently.
@@ -74,6 +75,12 @@ class CT2Model:
             min_decoding_length=0, max_input_length=0, return_scores=True,
             return_end_token=True, suppress_sequences=self.suppressed)
 
+    def done_before(self, result, limit: int) -> bool:
+        """Whether a search finished before step `limit`: every hypothesis ended with EOS
+        in fewer tokens (EOS included)."""
+        return all(pieces and pieces[-1] == self.eos_piece and len(pieces) < limit
+                   for pieces in result.hypotheses)
+
     def hypotheses(self, result, beam_size: int, alpha: float, n: int) -> list[Hypothesis]:
         """One CTranslate2 result as our n best Hypotheses, ranked by our length penalty."""
         out = []
@@ -129,7 +136,7 @@ class CT2Translator(Translator):
         return cls(model, src_tok, tgt_tok, config.decode, manifest)
 
     def _beam(self, beam_size: int, alpha: float, n: int) -> Search:
-        """Translator's search hook: CTranslate2 for each group of sentences sharing their
+        """Translator's search hook: CTranslate2 on a batch, each sentence within its own
         length limit."""
         model: CT2Model = self.model
 
@@ -141,8 +148,18 @@ class CT2Translator(Translator):
                        for row, length in zip(src.tolist(), lengths, strict=True)]
             limits = max_lens.tolist()
             found: list[list[Hypothesis]] = [[] for _ in sources]
-            for limit in sorted(set(limits)):
-                at = [i for i, x in enumerate(limits) if x == limit]
+            # One call with the batch's shortest limit; a limit acts only at its last step,
+            # so a sentence done before it is as its own limit would have it. The others
+            # are translated again, in groups sharing their own limit.
+            first = min(limits)
+            again = []
+            for i, result in enumerate(model.search(sources, beam_size, first)):
+                if limits[i] == first or model.done_before(result, first):
+                    found[i] = model.hypotheses(result, beam_size, alpha, n)
+                else:
+                    again.append(i)
+            for limit in sorted({limits[i] for i in again}):
+                at = [i for i in again if limits[i] == limit]
                 results = model.search([sources[i] for i in at], beam_size, limit)
                 for i, result in zip(at, results, strict=True):
                     found[i] = model.hypotheses(result, beam_size, alpha, n)

@@ -140,6 +140,19 @@ def test_beam_hypotheses_are_ranked_by_our_length_penalty():
     assert best[0].score == pytest.approx(-2.4 / 1.5)
 
 
+def test_each_sentence_keeps_its_own_length_limit(trained, tmp_path):
+    """A random model runs to the limits, which differ within a batch: CTranslate2's first
+    pass stops at the shortest, and the others run again to their own."""
+    path = _variant(trained, tmp_path, norm="pre")
+    export_ctranslate2(path, tmp_path / "out")
+    lines = read_lines(trained[1] / "dev.src")[:12]
+    ours = Translator.from_checkpoint(path, "cpu").nbest(lines, beam_size=1)
+    theirs = load_translator(tmp_path / "out", "cpu").nbest(lines, beam_size=1)
+    assert [g[0].tokens for g in ours] == [g[0].tokens for g in theirs]
+    lengths = {len(g[0].tokens) for g in ours if not g[0].eos}
+    assert len(lengths) > 2  # several sentences ran to several limits
+
+
 def test_int8_within_one_bleu(trained, exported, tmp_path):
     export_ctranslate2(trained[0], tmp_path / "int8", "int8")
     assert (tmp_path / "int8/model.bin").stat().st_size < (exported / "model.bin").stat().st_size
