@@ -133,6 +133,13 @@ def resolve_checkpoint(path: str | Path, pick: bool = True) -> Path:
     except OSError as error:
         raise Seq2SeqError(f"cannot list the folder {path}: {error.strerror}") from None
     if not found:
+        from seq2seq.engines import is_export_dir, read_manifest  # a light module, no torch
+
+        if is_export_dir(path):
+            source = read_manifest(path).get("source_checkpoint")
+            raise Seq2SeqError(f"{path} is a CTranslate2 export, which `translate` and "
+                               "`evaluate` run; this needs a checkpoint, e.g. the one it came "
+                               f"from ({source})")
         raise Seq2SeqError(f"{path} is a folder with no checkpoints (*.pt) in it; give a "
                            "checkpoint file, e.g. RUN_DIR/best.pt written by `seq2seq train`")
     best = path / "best.pt"

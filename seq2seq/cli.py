@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from seq2seq import __version__
 from seq2seq.commands.comparing import compare
+from seq2seq.commands.exporting import export
 from seq2seq.commands.forced import score
 from seq2seq.commands.scoring import average, download, evaluate
 from seq2seq.commands.serving import serve
@@ -45,6 +46,7 @@ seq2seq translate runs/toy/best.pt -i data/toy/test.src -o hyp.txt --beam-size 5
 seq2seq translate runs/toy/best.pt "we sang ." --nbest 3 --format tsv   # see decoding.md
 seq2seq translate runs/toy/best.pt -i mono.txt --sample --top-p 0.9 --seed 1
 seq2seq translate runs/a/best.pt runs/b/best.pt "a teacher waits ." --prefix "vorm"
+seq2seq translate exports/toy -i data/toy/test.src --beam-size 5   # `export`ed: CTranslate2
 """,
     "serve": """\
 seq2seq serve runs/toy/best.pt               # then open http://127.0.0.1:8000/
@@ -67,6 +69,11 @@ seq2seq compare --ref data/toy/test.tgt --src data/toy/test.src runs/a/best.pt r
 """,
     "average": """\
 seq2seq average runs/x/best-step3000.pt runs/x/best-step3500.pt -o avg.pt
+""",
+    "export": """\
+seq2seq export runs/toy/best.pt -o exports/toy                      # CTranslate2, float32
+seq2seq export runs/toy/best.pt -o exports/toy-int8 --quantization int8
+seq2seq translate exports/toy "the big dog sees two small cats ."   # runs on CTranslate2
 """,
     "download": """\
 seq2seq download multi30k --dir data/multi30k
@@ -168,8 +175,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train Transformer translation models, translate, and score BLEU.")
 
 # Data flow order: the run, text through a model, scores, then looking inside.
-for command in (prepare, train, translate, serve, score, evaluate, compare, average, download,
-                info, attention, plot):
+for command in (prepare, train, translate, serve, score, evaluate, compare, average, export,
+                download, info, attention, plot):
     app.command(cls=Command, epilog="Examples:\n" + EXAMPLES[command.__name__])(command)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from seq2seq.checkpoint import checkpoint_config, load_checkpoint
 from seq2seq.corpora.parallel import corpus_spec
 from seq2seq.data import STDIN, read_lines
+from seq2seq.engines import export_config, is_export_dir, load_translator
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write, check_output
 from seq2seq.metrics import DEFAULT_METRICS, DEFAULT_TOKENIZE, check_metrics, score
@@ -27,7 +28,8 @@ from seq2seq.translate import Translator
 def default_test_files(checkpoint: Path) -> tuple[Path, Path]:
     """data.test's source and target files, from the checkpoint's own config; a missing one
     is a Seq2SeqError naming data.test (and the directory a relative path is read from)."""
-    config = checkpoint_config(load_checkpoint(checkpoint), str(checkpoint))
+    config = (export_config(checkpoint) if is_export_dir(checkpoint)
+              else checkpoint_config(load_checkpoint(checkpoint), str(checkpoint)))
     if not config.data.test:
         raise Seq2SeqError("give --src and --ref (the checkpoint's config has no data.test)")
     spec = corpus_spec(config, "data.test")
@@ -126,7 +128,7 @@ def _hypotheses(checkpoint: Path | None, src: Path | None, hyp: Path | None, ref
         return hypotheses, None
     sources = nonempty(read_lines(src), src, "source")
     check_aligned(src, len(sources), ref, n_refs)
-    translator = Translator.from_checkpoint(checkpoint, device)
+    translator = load_translator(checkpoint, device)  # an exported folder: CTranslate2
     decoding = decoding_settings(translator, *options)
 
     def translate(lines: list[str]) -> list[str]:

@@ -24,11 +24,23 @@ def checkpoint_file(path: Path) -> Path:
     return resolve_checkpoint(path)
 
 
+def model_path(path: Path) -> Path:
+    """A folder `seq2seq export` wrote stays as it is (it runs on CTranslate2); any other
+    path is read as checkpoint_file reads it."""
+    from seq2seq.engines import is_export_dir
+
+    return path if is_export_dir(path) else checkpoint_file(path)
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/toy.yaml).",
                                            callback=config_file, metavar="CONFIG")]
 CheckpointArg = Annotated[Path, typer.Argument(
     help="A checkpoint written by `train` (*.pt), or its run directory (uses best.pt).",
     callback=checkpoint_file, metavar="CHECKPOINT")]
+ModelArg = Annotated[Path, typer.Argument(
+    help="A checkpoint written by `train` (*.pt), its run directory (uses best.pt), or a "
+         "folder written by `export` (runs on CTranslate2).",
+    callback=model_path, metavar="CHECKPOINT")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE",
     help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]

@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import checkpoint_file, fail, one_stdin
+from seq2seq.commands.common import fail, model_path, one_stdin
 
 
 def _optional_checkpoint(path: Path | None) -> Path | None:
-    return None if path is None else checkpoint_file(path)
+    return None if path is None else model_path(path)
 
 
 def evaluate(
     checkpoint: Annotated[Path | None, typer.Argument(
-        help="A checkpoint written by `train` (*.pt), or its run directory (uses best.pt); "
-             "may be left out with --hyp and --ref.",
+        help="A checkpoint written by `train` (*.pt), its run directory (uses best.pt), or a "
+             "folder written by `export` (CTranslate2); may be left out with --hyp and --ref.",
         callback=_optional_checkpoint, metavar="[CHECKPOINT]")] = None,
     src: Annotated[Path | None, typer.Option(
         metavar="FILE", help="Source file (`-`: stdin). Default: data.test's.")] = None,

@@ -8,22 +8,15 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import checkpoint_file
+from seq2seq.commands.common import model_path
 from seq2seq.errors import Seq2SeqError
-
-
-def _model_path(path: Path) -> Path:
-    """An exported model's directory is passed on as it is; a run directory means its
-    best.pt, as for every command that takes a checkpoint."""
-    if path.is_dir() and (path / "model.bin").is_file():
-        return path
-    return checkpoint_file(path)
 
 
 def serve(
     checkpoint: Annotated[Path, typer.Argument(
-        help="A checkpoint written by `train` (*.pt), or its run directory (uses best.pt).",
-        callback=_model_path, metavar="CHECKPOINT")],
+        help="A checkpoint written by `train` (*.pt), its run directory (uses best.pt), or a "
+             "folder written by `export` (runs on CTranslate2, without attention maps).",
+        callback=model_path, metavar="CHECKPOINT")],
     host: Annotated[str, typer.Option(
         help="Address to listen on; the default is this machine only. Any other address "
              "lets other machines in: the server has no authentication.")] = "127.0.0.1",

@@ -13,14 +13,14 @@ from typing import Annotated, Literal
 
 import typer
 
-from seq2seq.commands.common import STDIN, CheckpointArg, fail
+from seq2seq.commands.common import STDIN, ModelArg, fail
 from seq2seq.errors import Seq2SeqError
 
 Format = Literal["text", "tsv", "jsonl"]
 
 
 def translate(
-    checkpoint: CheckpointArg,
+    checkpoint: ModelArg,
     sentences: Annotated[list[str] | None, typer.Argument(
         help="Sentences to translate; without them, stdin is read line by line. Leading "
              "arguments that are existing *.pt files are more checkpoints: an ensemble.",
@@ -66,6 +66,7 @@ def translate(
     """Translate sentences, a file, or stdin; one output line per input line (text), or
     n-best lists and samples with scores (tsv, jsonl)."""
     from seq2seq.data import read_lines
+    from seq2seq.engines import is_export_dir, load_translator
     from seq2seq.files import check_output
     from seq2seq.translate import Translator
 
@@ -75,11 +76,14 @@ def translate(
     if input == STDIN:  # `-i -` is stdin, read as without --input
         input = None
     _check_choices(format_, nbest, token_scores, alignment, prefix, prefix_tsv)
+    if is_export_dir(checkpoint):
+        _check_engine(len(checkpoints), sample, prefix is not None or prefix_tsv, token_scores,
+                      alignment)
     reads_stdin = not (sentences or input)
     if output is not None:  # before the model is loaded and anything translated
         output = check_output(output, [*checkpoints, input], "-o",
                               stdin=sys.stdin if reads_stdin else None)
-    translator = (Translator.from_checkpoint(checkpoint, device) if len(checkpoints) == 1
+    translator = (load_translator(checkpoint, device) if len(checkpoints) == 1
                   else Translator.from_checkpoints(checkpoints, device))
     beam, alpha, ratio, size = translator.options(beam_size, length_penalty, max_len_ratio,
                                                   batch_size)
@@ -122,6 +126,19 @@ def _check_choices(fmt: Format, nbest: int, token_scores: bool, alignment: bool,
         fail("--token-scores and --alignment need --format jsonl")
     if prefix is not None and prefix_tsv:
         fail("give --prefix or --prefix-tsv, not both")
+
+
+def _check_engine(models: int, sample: bool, prefix: bool, token_scores: bool,
+                  alignment: bool) -> None:
+    """What an exported folder (CTranslate2) cannot do as a checkpoint does, refused before
+    it is loaded (seq2seq/engines/ct2.py says why for each)."""
+    from seq2seq.engines.ct2 import REFUSED
+
+    asked = {"ensemble": models > 1, "sample": sample, "prefix": prefix,
+             "token_scores": token_scores, "alignment": alignment}
+    for what, given in asked.items():
+        if given:
+            fail(REFUSED[what])
 
 
 def _renderer(translator, options: dict, nbest: int, fmt: Format, sampling: dict | None,

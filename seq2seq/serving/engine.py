@@ -41,17 +41,32 @@ class Served:
         """A checkpoint (*.pt) or its run directory, on `device`; Seq2SeqError when the
         file is missing, damaged or foreign."""
         path = Path(path)
-        if path.is_dir() and (path / "model.bin").is_file():  # CTranslate2's weights file
+        from seq2seq.engines import is_export_dir
+
+        if is_export_dir(path):  # written by `seq2seq export`: CTranslate2 runs it
             return cls.load_exported(path, device)
         return cls.load_checkpoint(path, device)
 
     @classmethod
     def load_exported(cls, path: Path, device: str) -> "Served":
-        """An exported directory: served by the engine that translates it, once this build
-        has one (it plugs in here with max_tokens from its model, has_attention False)."""
-        raise Seq2SeqError(f"{path} is an exported model; serving one needs the CTranslate2 "
-                           "engine, which this build lacks; serve the checkpoint it was "
-                           "exported from")
+        """A folder `seq2seq export` wrote, translated by CTranslate2 (no attention maps:
+        the engine keeps no per-layer weights)."""
+        from seq2seq.engines.ct2 import CT2Translator
+
+        translator = CT2Translator.from_dir(path, device)
+        manifest = translator.manifest
+        full = manifest.get("config", {})
+        data = full.get("data", {})
+        info = {"engine": "ctranslate2", "export": str(path),
+                "checkpoint": manifest.get("source_checkpoint"), "step": manifest.get("step"),
+                "device": device, "parameters": manifest.get("parameters"),
+                "quantization": manifest.get("quantization"),
+                "vocabulary": {"source": translator.src_tok.vocab_size,
+                               "target": translator.tgt_tok.vocab_size,
+                               "joint": translator.src_tok is translator.tgt_tok},
+                "model": full.get("model", {}), "decode": full.get("decode", {}),
+                "examples": example_sentences(Path(f"{data.get('dev')}.{data.get('src')}"))}
+        return cls(translator, info, int(manifest["max_positions"]) - 1, has_attention=False)
 
     @classmethod
     def load_checkpoint(cls, path: Path, device: str) -> "Served":

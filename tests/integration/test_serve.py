@@ -232,12 +232,6 @@ def test_the_command_refuses_a_busy_port_and_bad_limits(trained, capsys):
         serve(trained[0], max_sentences=0)
     with pytest.raises(Seq2SeqError, match="--timeout must be > 0"):
         serve(trained[0], timeout=0)
-    exported = trained[0].parent / "exported"  # CTranslate2's layout: no engine here yet
-    exported.mkdir(exist_ok=True)
-    (exported / "model.bin").write_bytes(b"")
-    with pytest.raises(Seq2SeqError, match="is an exported model; serving one needs the "
-                                           "CTranslate2 engine"):
-        serve(exported, port=0)
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
     assert not _is_loopback("0.0.0.0") and not _is_loopback("192.0.2.7")
 
