@@ -41,6 +41,12 @@ ModelArg = Annotated[Path, typer.Argument(
     help="A checkpoint written by `train` (*.pt), its run directory (uses best.pt), or a "
          "folder written by `export` (runs on CTranslate2).",
     callback=model_path, metavar="CHECKPOINT")]
+TokRefOpt = Annotated[Path | None, typer.Option(
+    metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
+                         "tok/SPLIT.lc.norm.tok.LANG beside --ref.")]
+LangOpt = Annotated[str | None, typer.Option(
+    help="multi30k-tok's target language (en, de, fr, cs). Default: the tokenized "
+         "reference's suffix.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE",
     help="Override a config key, e.g. --set train.lr=0.001 (repeatable).")]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import fail
+from seq2seq.commands.common import LangOpt, TokRefOpt, fail
 
 TEST_NAMES = {"bootstrap": "paired bootstrap resampling", "ar": "approximate randomisation"}
 SIGNIFICANT = 0.05
@@ -34,12 +34,8 @@ def compare(
     protocol: Annotated[str, typer.Option(
         help="sacrebleu, or multi30k-tok: score the papers' way, lowercased Moses-tokenized "
              "text against the tokenized reference (see evaluation.md).")] = "sacrebleu",
-    tok_ref: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
-                             "tok/SPLIT.lc.norm.tok.LANG beside --ref.")] = None,
-    lang: Annotated[str | None, typer.Option(
-        help="multi30k-tok's target language (en, de, fr, cs). Default: the tokenized "
-             "reference's suffix.")] = None,
+    tok_ref: TokRefOpt = None,
+    lang: LangOpt = None,
     beam_size: Annotated[int | None, typer.Option(
         help="For checkpoints; default: each one's decode.beam_size.")] = None,
     batch_size: Annotated[int | None, typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import fail, model_path, one_stdin
+from seq2seq.commands.common import LangOpt, TokRefOpt, fail, model_path, one_stdin
 
 
 def _optional_checkpoint(path: Path | None) -> Path | None:
@@ -42,12 +42,8 @@ def evaluate(
         help="sacrebleu, or multi30k-tok: also BLEU the papers' way, on lowercased "
              "Moses-tokenized text against the tokenized reference (see evaluation.md), "
              "beside sacreBLEU's cased and lowercased BLEU.")] = "sacrebleu",
-    tok_ref: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
-                             "tok/SPLIT.lc.norm.tok.LANG beside --ref.")] = None,
-    lang: Annotated[str | None, typer.Option(
-        help="multi30k-tok's target language (en, de, fr, cs). Default: the tokenized "
-             "reference's suffix.")] = None,
+    tok_ref: TokRefOpt = None,
+    lang: LangOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output",
                                                 help="Also write the translations here.")] = None,
