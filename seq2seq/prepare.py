@@ -118,7 +118,7 @@ def prepare(config: Config, log=print, resume: bool = False,
                                      tok.character_coverage, byte_fallback=tok.byte_fallback)
         _save(made[side], path, record)
         log(f"prepare: {SIDE_NAMES[side]} SentencePiece model, {made[side].vocab_size} "
-            f"pieces, from {len(src_lines):,} sampled pairs -> {path} in "
+            f"pieces, from {_drawn(len(src_lines), config)} -> {path} in "
             f"{time.perf_counter() - start:.1f}s")
     if config.tokenizer.joint:
         return made["joint"], made["joint"]
@@ -137,6 +137,13 @@ def _sample(config: Config, specs: list[CorpusSpec]) -> tuple[list[str], list[st
         for spec in specs:
             read_corpus(spec)
     return src, tgt
+
+
+def _drawn(n: int, config: Config) -> str:
+    """What the tokenizer trained on: a sample, or the whole text when it is no larger."""
+    if n < config.tokenizer.sample_size:
+        return f"all {n:,} non-empty pairs"
+    return f"{n:,} pairs drawn at random (tokenizer.sample_size)"
 
 
 def adopt(config: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, source: str) -> None:

@@ -170,13 +170,14 @@ def test_sentencepiece_trains_on_a_sample_reproducible_from_its_seed(corpus, tmp
 
     notes = []
     first = trained("a", "tokenizer.sample_size=20")
-    assert "from 20 sampled pairs" in notes[-1]
+    assert "from 20 pairs drawn at random (tokenizer.sample_size)" in notes[-1]
     assert trained("b", "tokenizer.sample_size=20") == first
     assert trained("c", "tokenizer.sample_size=20", "tokenizer.sample_seed=7") != first
     # A corpus no larger than the sample trains on every pair, as before sampling.
     src = (corpus / "train.src").read_text().splitlines()
     tgt = (corpus / "train.tgt").read_text().splitlines()
     assert trained("d") == train_tokenizer(src + tgt, vocab_size=120).model_bytes
+    assert f"from all {len(src):,} non-empty pairs" in notes[-1]
 
 
 def test_the_store_is_built_once_and_rebuilt_when_an_input_changes(corpus, tmp_path):
