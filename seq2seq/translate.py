@@ -17,6 +17,7 @@ from seq2seq.ensemble import Ensemble
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model.transformer import Transformer
 from seq2seq.runtime import resolve_device
+from seq2seq.sampling import sample_search
 from seq2seq.search import (
     Hypothesis,
     beam_search,
@@ -26,7 +27,6 @@ from seq2seq.search import (
     length_limits,
     max_output_lengths,
     prefix_tensor,
-    sample_search,
 )
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.translation import (

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from seq2seq.errors import Seq2SeqError
-from seq2seq.search import Hypothesis, Sampling
+from seq2seq.sampling import Sampling
+from seq2seq.search import Hypothesis
 from seq2seq.tokenizer import Tokenizer
 
 # (src, src_mask, max_lens, prefix) -> each sentence's hypotheses

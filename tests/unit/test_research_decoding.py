@@ -8,17 +8,14 @@ from seq2seq.data import make_batch, make_source
 from seq2seq.ensemble import Ensemble
 from seq2seq.fast import accelerate
 from seq2seq.model.protocol import Seq2SeqModel
+from seq2seq.sampling import Sampling, nucleus, sample_search, sample_tokens
 from seq2seq.search import (
-    Sampling,
     beam_search,
     cross_attention,
     forced_log_probs,
     greedy_search,
     length_penalty,
-    nucleus,
     prefix_tensor,
-    sample_search,
-    sample_tokens,
 )
 from tests.conftest import BOS, EOS, PAD, UNK, VOCAB, tiny_model
 from tests.unit.test_search_properties import EosBiased
