@@ -41,6 +41,10 @@ ModelArg = Annotated[Path, typer.Argument(
     help="A checkpoint written by `train` (*.pt), its run directory (uses best.pt), or a "
          "folder written by `export` (runs on CTranslate2).",
     callback=model_path, metavar="CHECKPOINT")]
+MetricsOpt = Annotated[str, typer.Option(help="Comma-separated, any of bleu, chrf, ter.")]
+TokenizeOpt = Annotated[str, typer.Option(
+    help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")]
+LowercaseOpt = Annotated[bool, typer.Option(help="Case-insensitive scores.")]
 TokRefOpt = Annotated[Path | None, typer.Option(
     metavar="FILE", help="multi30k-tok's tokenized reference. Default: "
                          "tok/SPLIT.lc.norm.tok.LANG beside --ref.")]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import LangOpt, TokRefOpt, fail
+from seq2seq.commands.common import LangOpt, LowercaseOpt, MetricsOpt, TokenizeOpt, TokRefOpt, fail
 
 TEST_NAMES = {"bootstrap": "paired bootstrap resampling", "ar": "approximate randomisation"}
 SIGNIFICANT = 0.05
@@ -26,11 +26,9 @@ def compare(
         help="Bootstrap resamples or randomisation trials. Default: sacreBLEU's, 1000 and "
              "10000.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the resampling (>= 1).")] = 12345,
-    metrics: Annotated[str, typer.Option(
-        help="Comma-separated, any of bleu, chrf, ter.")] = "bleu,chrf",
-    tokenize: Annotated[str, typer.Option(
-        help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")] = "13a",
-    lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
+    metrics: MetricsOpt = "bleu,chrf",
+    tokenize: TokenizeOpt = "13a",
+    lowercase: LowercaseOpt = False,
     protocol: Annotated[str, typer.Option(
         help="sacrebleu, or multi30k-tok: score the papers' way, lowercased Moses-tokenized "
              "text against the tokenized reference (see evaluation.md).")] = "sacrebleu",

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from seq2seq.commands.common import LangOpt, TokRefOpt, fail, model_path, one_stdin
+from seq2seq.commands.common import (
+    LangOpt,
+    LowercaseOpt,
+    MetricsOpt,
+    TokenizeOpt,
+    TokRefOpt,
+    fail,
+    model_path,
+    one_stdin,
+)
 
 
 def _optional_checkpoint(path: Path | None) -> Path | None:
@@ -33,11 +42,9 @@ def evaluate(
     max_len_ratio: Annotated[float | None, typer.Option(
         help="Output tokens <= ratio * source tokens + 10.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sentences per batch.")] = None,
-    metrics: Annotated[str, typer.Option(
-        help="Comma-separated, any of bleu, chrf, ter.")] = "bleu,chrf",
-    tokenize: Annotated[str, typer.Option(
-        help="sacreBLEU's BLEU tokenizer: 13a, intl, zh, char, none, ...")] = "13a",
-    lowercase: Annotated[bool, typer.Option(help="Case-insensitive scores.")] = False,
+    metrics: MetricsOpt = "bleu,chrf",
+    tokenize: TokenizeOpt = "13a",
+    lowercase: LowercaseOpt = False,
     protocol: Annotated[str, typer.Option(
         help="sacrebleu, or multi30k-tok: also BLEU the papers' way, on lowercased "
              "Moses-tokenized text against the tokenized reference (see evaluation.md), "
