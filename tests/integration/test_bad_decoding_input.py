@@ -2,26 +2,11 @@
 one clear line on stderr, exit code 2, no output written. The CLI runs in-process, as in
 test_bad_input.py, whose helpers these tests share."""
 
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import train_tiny, write_slice
 from tests.integration.test_bad_input import SNOWMAN, assert_one_line_error, cli, config_for
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """A two-step tiny model: (best.pt, the toy slice it was trained on)."""
-    return train_tiny(tmp_path_factory.mktemp("bad_decoding"))
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    """A fresh copy of the toy slice that a test may damage."""
-    return write_slice(tmp_path, n_train=60, n_dev=8)
-
 
 # ---------------------------------------------------------------- translate
 

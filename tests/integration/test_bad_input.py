@@ -17,7 +17,7 @@ import torch
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
-from tests.conftest import tiny_config_yaml, train_tiny, write_slice
+from tests.conftest import tiny_config_yaml
 
 SNOWMAN = "\u2603 \u6f22\u5b57"  # characters the toy tokenizer never saw
 
@@ -62,18 +62,6 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 
 def checkpoints(run: Path) -> list[str]:
     return sorted(p.name for p in run.glob("*.pt")) if run.exists() else []
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """A two-step tiny model: (best.pt, the toy slice it was trained on)."""
-    return train_tiny(tmp_path_factory.mktemp("bad_input"))
-
-
-@pytest.fixture
-def corpus(tmp_path) -> Path:
-    """A fresh copy of the toy slice that a test may damage."""
-    return write_slice(tmp_path, n_train=60, n_dev=8)
 
 
 def config_for(tmp_path: Path, data: Path) -> Path:
