@@ -15,10 +15,7 @@ import torch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.files import atomic_write
 from tests.conftest import tiny_config_yaml
-from tests.integration import test_bad_input
 from tests.integration.test_bad_input import assert_one_line_error, cli
-
-trained = test_bad_input.trained  # a tiny trained checkpoint, once for this module
 
 TMPFS_BYTES = 64 * 1024
 
