@@ -16,6 +16,12 @@ input file's fingerprint, data.max_len) equals the current one and every file ha
 size the manifest gives; anything else rebuilds it. A build writes into a hidden folder
 beside store/ and renames it into place only when complete, so a killed build never
 leaves a store/ that could be used.
+
+Training draws its batches from all over the store, and every page it touches would stay
+mapped into the process: after an epoch, the whole store would count in its resident
+memory. So pairs() hands the pages back once it has copied the ids out
+(TokenStore.release): they stay in the kernel's page cache, which the next touch maps
+again without reading the disk, and the process keeps only what one batch needs.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -58,6 +65,7 @@ class TokenStore:
     ids: dict[str, np.ndarray]  # side -> (tokens,) flat ids
     offsets: dict[str, np.ndarray]  # side -> (n + 1,) int64
     lens: dict[str, np.ndarray]  # side -> (n,) tokens per pair
+    maps: list[mmap.mmap] = field(default_factory=list, repr=False)  # under those arrays
 
     def __len__(self) -> int:
         return self.manifest["pairs"]
@@ -75,7 +83,15 @@ class TokenStore:
             out.append([ids[a:b].tolist() for a, b in zip(bounds[indices].tolist(),
                                                           bounds[indices + 1].tolist(),
                                                           strict=True)])
+        self.release()
         return out[0], out[1]
+
+    def release(self) -> None:
+        """Unmap the pages read so far from this process (MADV_DONTNEED); the arrays stay
+        valid, and the next read maps the pages again from the page cache."""
+        if hasattr(mmap, "MADV_DONTNEED"):  # Linux and the BSDs; elsewhere pages stay
+            for m in self.maps:
+                m.madvise(mmap.MADV_DONTNEED)
 
 
 def built_from(src_tok: Tokenizer, tgt_tok: Tokenizer, inputs: list[dict],
@@ -146,20 +162,24 @@ def _expected_sizes(manifest: dict) -> dict[str, int]:
 
 def _mapped(folder: Path, manifest: dict) -> TokenStore:
     n = manifest["pairs"]
-    ids, offsets, lens = {}, {}, {}
+    ids, offsets, lens, maps = {}, {}, {}, []
     for side in SIDES:
         info = manifest["sides"][side]
-        ids[side] = _map(folder / f"{side}.ids", info["ids_dtype"], info["tokens"])
-        offsets[side] = _map(folder / f"{side}.offsets", "<i8", n + 1)
-        lens[side] = _map(folder / f"{side}.lens", info["lens_dtype"], n)
-    return TokenStore(folder, manifest, ids, offsets, lens)
+        ids[side] = _map(folder / f"{side}.ids", info["ids_dtype"], info["tokens"], maps)
+        offsets[side] = _map(folder / f"{side}.offsets", "<i8", n + 1, maps)
+        lens[side] = _map(folder / f"{side}.lens", info["lens_dtype"], n, maps)
+    return TokenStore(folder, manifest, ids, offsets, lens, maps)
 
 
-def _map(path: Path, dtype: str, count: int) -> np.ndarray:
-    """A read-only memory map of `count` items (numpy cannot map an empty file)."""
+def _map(path: Path, dtype: str, count: int, maps: list[mmap.mmap]) -> np.ndarray:
+    """A read-only memory map of `count` items, its mmap appended to `maps` (an empty file
+    cannot be mapped: it gives an empty array)."""
     if count == 0:
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+    with open(path, "rb") as f:  # the mapping outlives the file object
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    maps.append(m)
+    return np.frombuffer(m, dtype=dtype, count=count)
 
 
 # ---------------------------------------------------------------- building

@@ -155,6 +155,33 @@ def test_a_build_killed_with_sigkill_leaves_nothing_that_opens(tok, tmp_path):
                                                                            "there is none yet")
 
 
+def mapped_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if len(head) > 5 and "-" in head[0]:  # a mapping's first line: ... path
+            inside = head[5] == str(path)
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux /proc")
+def test_reading_pairs_leaves_no_store_page_mapped(tok, tmp_path):
+    pairs = corpus(12000)
+    store, _ = build(tmp_path / "s", tok, [("a", iter(pairs))])
+    ids = (tmp_path / "s" / "src.ids").resolve()
+    assert ids.stat().st_size > 8 * 4096  # several pages
+    everything = np.arange(len(store))
+    assert mapped_kib(ids) == 0  # mapping reads nothing
+    assert store.pairs(everything) == expected(tok, pairs)[:2]
+    assert mapped_kib(ids) == 0  # every page read was handed back
+    np.asarray(store.ids["src"]).sum()  # the arrays stay valid, and map the pages again
+    assert mapped_kib(ids) > 0
+    assert store.pairs(everything[:5]) == tuple(side[:5] for side in expected(tok, pairs)[:2])
+
+
 def test_a_corpus_with_nothing_left_is_one_clear_error(tok, tmp_path):
     with pytest.raises(Seq2SeqError, match="no training pairs left: of 2 read, 1 have an empty "
                                            "side and 1 are longer than data.max_len=12"):
