@@ -301,3 +301,14 @@ def test_serve_answers_from_an_exported_folder(exported):
         assert [len(group) for group in body["nbest"]] == [2, 2]
         refused = client.post("/translate", json={"text": lines, "attention": True})
         assert refused.status_code == 422 and "PyTorch model" in refused.json()["error"]
+
+
+def test_int8_computes_in_float32_on_a_cpu_without_vnni(monkeypatch):
+    from seq2seq.engines import ct2 as engine
+
+    monkeypatch.setattr(engine, "int8_exact_on_cpu", lambda: False)
+    assert engine.compute_type("cpu", "int8") == "float32"
+    assert engine.compute_type("cpu", "float32") == "default"
+    assert engine.compute_type("cuda", "int8") == "default"
+    monkeypatch.setattr(engine, "int8_exact_on_cpu", lambda: True)
+    assert engine.compute_type("cpu", "int8") == "default"
