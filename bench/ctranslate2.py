@@ -5,15 +5,14 @@ Usage, from the repository root (after `make install`; the ctranslate2 extra):
     python -m bench.ctranslate2 [--threads 2] [--sentences N] [--rounds R]
                                 [--toy CHECKPOINT] [--json] [--data DIR | --mirror DIR]
 
-The model: the reference model of bench/bench.py (d_model 256, 3+3 layers, 4 heads,
-feed-forward 1024, tied and shared embeddings) in configs/multi30k_de_en.yaml's setting,
-randomly initialised over the joint 8000-piece vocabulary
-that bench/bench.py trains and caches, saved as a checkpoint and exported by `seq2seq
-export` to float32 and int8. Each engine translates test_2016_flickr.de greedy and with beam
-5 through the same Translator interface `translate` uses (decode settings from the config),
-with the same thread count; the engines take turns in each of R rounds and the fastest round
-is kept. BLEU against test_2016_flickr.en means nothing for a random model, so --toy adds
-the same rows for a trained toy checkpoint on data/toy/test.
+The model: the reference model of bench/bench.py (d_model 256, 3+3 layers, 4 heads, feed-
+forward 1024, tied and shared embeddings) in configs/multi30k_de_en.yaml's setting, randomly
+initialised over the joint 8000-piece vocabulary that bench/bench.py trains and caches, saved
+as a checkpoint and exported by `seq2seq export` to float32 and int8. Each engine translates
+test_2016_flickr.de greedy and with beam 5 through the same Translator interface `translate`
+uses (decode settings from the config), with the same thread count; the engines take turns in
+each of R rounds and the fastest round is kept. BLEU against test_2016_flickr.en means nothing
+for a random model, so --toy adds the same rows for a trained toy checkpoint on data/toy/test.
 """
 
 from __future__ import annotations
@@ -155,10 +154,10 @@ def format_report(result: dict) -> str:
 
 
 def notes(result: dict) -> list[str]:
-    out = ["multi30k-random: the reference model (d_model 256, 3+3 layers), randomly initialised: it "
-           "rarely emits EOS, so nearly every output runs to its length limit (1.5 x source + "
-           "10) and its BLEU means nothing; the timings are those of a trained model of this "
-           "shape producing outputs that long."]
+    out = ["multi30k-random: the reference model (d_model 256, 3+3 layers), randomly "
+           "initialised: it rarely emits EOS, so nearly every output runs to its length limit "
+           "(1.5 x source + 10) and its BLEU means nothing; the timings are those of a trained "
+           "model of this shape producing outputs that long."]
     if any(r["model"] == "toy" for r in result["rows"]):
         out.append("toy: the trained --toy checkpoint on data/toy/test (its BLEU is "
                    "meaningful).")
