@@ -5,10 +5,7 @@ Defaults live only in these dataclasses; each section's validate() holds its ran
 """
 
 import dataclasses
-import difflib
-import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +13,16 @@ from typing import Any, Literal
 
 import yaml
 
+from seq2seq.config_checks import (
+    build_entry,
+    describe,
+    parse_duration,
+    require,
+    unknown_key,
+    within,
+)
 from seq2seq.errors import Seq2SeqError
 from seq2seq.yaml_file import parse_yaml, read_yaml
-from seq2seq.yaml_file import short_repr as _show
 
 MAX_PARAMETERS = 10**10  # far beyond any model this tool trains; refused before allocation
 
@@ -47,29 +51,29 @@ class CorpusConfig:
 
     def validate(self, key: str, training: bool) -> None:
         """Check one corpus; key names it in messages, e.g. data.train[1] or data.dev."""
-        _within(self, key, weight="(0, 1_000_000]")
-        _require(bool(self.src_file) == bool(self.tgt_file), f"{key}.src_file",
+        within(self, key, weight="(0, 1_000_000]")
+        require(bool(self.src_file) == bool(self.tgt_file), f"{key}.src_file",
                  "and tgt_file go together: set both (or use prefix)")
         sources = [name for name in CORPUS_SOURCES if getattr(self, name)]
-        _require(sources, key, "names no corpus: set one of prefix, src_file (with "
+        require(sources, key, "names no corpus: set one of prefix, src_file (with "
                  "tgt_file), tsv, dataset, parquet or arrow")
-        _require(len(sources) == 1, key, f"sets both {sources[0]} and {sources[-1]}; a "
+        require(len(sources) == 1, key, f"sets both {sources[0]} and {sources[-1]}; a "
                  "corpus is one of them (list several corpora in data.train)")
         for name in (*CORPUS_SOURCES, "tgt_file", "split", "src_column", "tgt_column",
                      "translation_column"):
             value = getattr(self, name)
-            _require(value == value.strip(), f"{key}.{name}",
+            require(value == value.strip(), f"{key}.{name}",
                      f"must not have surrounding spaces, got {value!r}")
         table = sources[0] in TABLE_SOURCES
         for name in ("src_column", "tgt_column", "translation_column"):
-            _require(table or not getattr(self, name), f"{key}.{name}",
+            require(table or not getattr(self, name), f"{key}.{name}",
                      "applies to dataset, parquet and arrow corpora only")
-        _require(bool(self.src_column) == bool(self.tgt_column), f"{key}.src_column",
+        require(bool(self.src_column) == bool(self.tgt_column), f"{key}.src_column",
                  "and tgt_column go together: set both, or neither to read the translation "
                  "column or the columns named data.src and data.tgt")
-        _require(not self.split or sources[0] == "dataset", f"{key}.split",
+        require(not self.split or sources[0] == "dataset", f"{key}.split",
                  "applies to dataset corpora only")
-        _require(training or self.weight == 1.0, f"{key}.weight",
+        require(training or self.weight == 1.0, f"{key}.weight",
                  "applies to data.train corpora only (it weighs them against each other)")
 
 
@@ -82,9 +86,9 @@ def _check_corpus(value: Corpus, key: str, training: bool,
     if isinstance(value, CorpusConfig):
         value.validate(key, training)
         return
-    _require(value.strip() or not required, key, "must name a corpus: a path prefix or a "
+    require(value.strip() or not required, key, "must name a corpus: a path prefix or a "
              "mapping such as {tsv: FILE} (see docs/data.md)")
-    _require(value == value.strip(), key,
+    require(value == value.strip(), key,
              f"must be empty or a prefix without surrounding spaces, got {value!r}")
 
 
@@ -98,9 +102,9 @@ class DataConfig:
     max_len: int = 128  # training pairs with more subword tokens on either side are dropped
 
     def validate(self) -> None:
-        _within(self, "data", max_len="[1, 65_536]")
+        within(self, "data", max_len="[1, 65_536]")
         if isinstance(self.train, tuple):
-            _require(self.train, "data.train", "must name at least one corpus, not an empty list")
+            require(self.train, "data.train", "must name at least one corpus, not an empty list")
             for i, corpus in enumerate(self.train):
                 _check_corpus(corpus, f"data.train[{i}]", training=True, required=True)
         else:
@@ -108,9 +112,9 @@ class DataConfig:
         _check_corpus(self.dev, "data.dev", training=False, required=True)
         _check_corpus(self.test, "data.test", training=False, required=False)
         for key in ("src", "tgt"):
-            _require(re.fullmatch(r"[\w.+-]+", getattr(self, key)), f"data.{key}",
+            require(re.fullmatch(r"[\w.+-]+", getattr(self, key)), f"data.{key}",
                      f"must be a file suffix such as de or en, got {getattr(self, key)!r}")
-        _require(self.src != self.tgt, "data.src", "must differ from data.tgt")
+        require(self.src != self.tgt, "data.src", "must differ from data.tgt")
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,9 @@ class TokenizerConfig:
     sample_seed: int = 1  # seed of that sample, in [0, 2**32)
 
     def validate(self) -> None:
-        _within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]",
+        within(self, "tokenizer", vocab_size="[8, 1_000_000]", character_coverage="[0.9, 1]",
                 sample_size="[1, 1_000_000_000]", sample_seed="[0, 4_294_967_296)")
-        _require(not (self.byte_fallback and self.model_type == "word"), "tokenizer.byte_fallback",
+        require(not (self.byte_fallback and self.model_type == "word"), "tokenizer.byte_fallback",
                  "needs model_type unigram, bpe or char (a word model spells no bytes)")
 
 
@@ -149,20 +153,20 @@ class ModelConfig:
     max_positions: int = 512  # longest sequence (in tokens) the positional table covers
 
     def validate(self) -> None:
-        _within(self, "model", d_model="[1, 65_536]", n_heads="[1, 1024]", d_ff="[1, 262_144]",
+        within(self, "model", d_model="[1, 65_536]", n_heads="[1, 1024]", d_ff="[1, 262_144]",
                 encoder_layers="[1, 256]", decoder_layers="[1, 256]", dropout="[0, 1)",
                 attention_dropout="[0, 1)", max_positions="[8, 65_536]")
-        _require(self.d_model % self.n_heads == 0, "model.d_model",
+        require(self.d_model % self.n_heads == 0, "model.d_model",
                  f"({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         if self.arch == "rnn":
-            _require(self.attention in ("dot", "general", "additive", "none"), "model.attention",
+            require(self.attention in ("dot", "general", "additive", "none"), "model.attention",
                      f"must be dot, general, additive or none for model.arch rnn, "
                      f"got {self.attention}")
-            _require(self.d_model % 2 == 0, "model.d_model",
+            require(self.d_model % 2 == 0, "model.d_model",
                      f"({self.d_model}) must be even for model.arch rnn (the bidirectional "
                      "encoder gives each direction half)")
         else:
-            _require(self.attention != "none", "model.attention",
+            require(self.attention != "none", "model.attention",
                      "none needs model.arch rnn (a Transformer reads the source only through "
                      "attention)")
 
@@ -201,7 +205,7 @@ class TrainConfig:
     tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard (extra)
 
     def validate(self) -> None:
-        _within(self, "train", seed="[0, 4_294_967_296)", threads="[0, 1024]",
+        within(self, "train", seed="[0, 4_294_967_296)", threads="[0, 1024]",
                 batch_tokens="[1, 16_777_216]", accumulate="[1, 4096]",
                 max_steps="[0, 1_000_000_000]", max_epochs="[0, 1_000_000]", lr="(0, 10]",
                 warmup="[0, 1_000_000_000]", betas="[0, 1)", adam_eps="(0, 1]",
@@ -210,18 +214,18 @@ class TrainConfig:
                 eval_beam_size="[1, 1024]", eval_max_sentences="[0, 1_000_000_000]",
                 patience="[0, 1_000_000]", keep_best="[1, 1000]", average_best="[0, 1000]",
                 max_nonfinite="[1, 1_000_000]")
-        _require(self.run_dir.strip(), "train.run_dir",
+        require(self.run_dir.strip(), "train.run_dir",
                  "must name a directory (empty would train into the current directory)")
         seconds = parse_duration(self.max_time)
-        _require(seconds <= 366 * 86400, "train.max_time", f"({self.max_time}) exceeds a year")
-        _require(self.max_steps or self.max_epochs or seconds, "train.max_steps",
+        require(seconds <= 366 * 86400, "train.max_time", f"({self.max_time}) exceeds a year")
+        require(self.max_steps or self.max_epochs or seconds, "train.max_steps",
                  "set at least one of train.max_steps, train.max_epochs, train.max_time "
                  "(0 means no limit)")
-        _require(self.average_best <= self.keep_best, "train.average_best",
+        require(self.average_best <= self.keep_best, "train.average_best",
                  f"({self.average_best}) needs train.keep_best >= it ({self.keep_best})")
-        _require(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "train.device",
+        require(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "train.device",
                  f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        _require(self.init_from == self.init_from.strip(), "train.init_from",
+        require(self.init_from == self.init_from.strip(), "train.init_from",
                  f"must be empty or a checkpoint path without surrounding spaces, got "
                  f"{self.init_from!r}")
 
@@ -234,7 +238,7 @@ class DecodeConfig:
     batch_size: int = 128  # sentences per decoding batch
 
     def validate(self) -> None:
-        _within(self, "decode", beam_size="[1, 1024]", length_penalty="[0, 10]",
+        within(self, "decode", beam_size="[1, 1024]", length_penalty="[0, 10]",
                 max_len_ratio="(0, 100]", batch_size="[1, 65_536]")
 
 
@@ -250,7 +254,7 @@ class Config:
         for section in dataclasses.fields(self):
             getattr(self, section.name).validate()
         count = estimated_parameters(self)
-        _require(count <= MAX_PARAMETERS, "model",
+        require(count <= MAX_PARAMETERS, "model",
                  f"would have about {count:.1e} parameters, over the limit of "
                  f"{MAX_PARAMETERS:.0e}; lower model.d_model, model.d_ff, the layers or "
                  "tokenizer.vocab_size")
@@ -281,154 +285,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _require(ok: Any, key: str, message: str) -> None:
-    if not ok:
-        raise Seq2SeqError(f"{key} {message}")
-
-
-def _within(section: Any, name: str, **intervals: str) -> None:
-    """Check keys against intervals written "[1, 65_536]" or "(0, 1)"; tuples per element."""
-    for key, interval in intervals.items():
-        value = getattr(section, key)
-        for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, float) and not math.isfinite(item):
-                raise Seq2SeqError(f"{name}.{key} must be a finite number, got {item}")
-            if not _inside(item, interval):
-                raise Seq2SeqError(f"{name}.{key} must be {_words(interval)}, got {_show(item)}")
-
-
-def _inside(value: Any, interval: str) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    low, high = (float(bound) for bound in interval[1:-1].split(","))
-    above = value > low if interval[0] == "(" else value >= low
-    below = value < high if interval[-1] == ")" else value <= high
-    return above and below
-
-
-def _words(interval: str) -> str:
-    """"(0, 65_536]" -> "> 0 and <= 65_536"."""
-    low, high = (bound.strip() for bound in interval[1:-1].split(","))
-    return (f"{'>' if interval[0] == '(' else '>='} {low} and "
-            f"{'<' if interval[-1] == ')' else '<='} {high}")
-
-
-def _describe(value: Any) -> str:
-    return "null (no value)" if value is None else f"{type(value).__name__} {_show(value)}"
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '60m', '1h30m', '2h' or a bare number of seconds -> seconds; '' or 0 -> 0."""
-    text = str(text).strip()
-    if not text:
-        return 0.0
-    if re.fullmatch(r"\d{1,12}(\.\d{1,12})?", text):
-        return float(text)
-    match = re.fullmatch(r"(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?", text)
-    if not match or not any(match.groups()):
-        raise Seq2SeqError(f"train.max_time: cannot read {_show(text)}; write e.g. 90s, 60m or "
-                           "1h30m")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return float(hours * 3600 + minutes * 60 + seconds)
-
-
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Return value converted to annotation's type, or raise naming `where`."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return _check_union(value, typing.get_args(annotation), where)
-    if dataclasses.is_dataclass(annotation):
-        return _build_entry(annotation, value, where)
-    if origin is tuple and typing.get_args(annotation)[-1:] == (Ellipsis,):
-        if not isinstance(value, (list, tuple)):
-            raise Seq2SeqError(f"{where}: expected a list, got {_describe(value)}")
-        item = typing.get_args(annotation)[0]
-        return tuple(_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if isinstance(value, bool) or value not in choices:
-            raise Seq2SeqError(f"{where}: {_show(value)} is not one of {', '.join(choices)}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise Seq2SeqError(
-                f"{where}: expected a list of {len(args)} values, got {_describe(value)}")
-        return tuple(_check_type(v, a, where) for v, a in zip(value, args, strict=True))
-    if annotation is float:
-        return _to_float(value, where)
-    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return str(value)  # e.g. max_time: 3600
-        except ValueError:  # an int past Python's digit limit
-            raise Seq2SeqError(f"{where}: expected str, got {_describe(value)}") from None
-    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
-        hint = "; write a whole number such as 8000" if annotation is int else ""
-        raise Seq2SeqError(
-            f"{where}: expected {annotation.__name__}, got {_describe(value)}{hint}")
-    return value
-
-
-def _check_union(value: Any, choices: tuple, where: str) -> Any:
-    """A value of `str | Mapping-dataclass | tuple[...]`: a list goes to the tuple type, a
-    mapping to the dataclass, anything else (a prefix, a number) to str."""
-    def pick(test) -> Any:
-        return next((c for c in choices if test(c)), None)
-
-    if isinstance(value, (list, tuple)):
-        chosen = pick(lambda c: typing.get_origin(c) is tuple)
-    elif isinstance(value, dict):
-        chosen = pick(dataclasses.is_dataclass)
-    else:
-        chosen = pick(lambda c: c is str)
-    if chosen is None:
-        names = [("a list" if typing.get_origin(c) is tuple else
-                  "a mapping" if dataclasses.is_dataclass(c) else c.__name__) for c in choices]
-        raise Seq2SeqError(f"{where}: expected {' or '.join(names)}, got {_describe(value)}")
-    return _check_type(value, chosen, where)
-
-
-def _build_entry(cls: type, values: Any, where: str) -> Any:
-    """A nested dataclass (such as a corpus mapping) from a mapping, each key type-checked."""
-    if not isinstance(values, dict):
-        raise Seq2SeqError(f"{where}: expected a mapping of keys to values, got "
-                           f"{_describe(values)}")
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise _unknown_key(str(key), valid, where)
-        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
-
-
-def _to_float(value: Any, where: str) -> float:
-    """An int, a float or a numeric string (YAML 1.1 reads 1e-3 as a string) -> float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise Seq2SeqError(f"{where}: expected float, got {_describe(value)}")
-    try:
-        return float(value)
-    except OverflowError:
-        raise Seq2SeqError(f"{where}: {_show(value)} is too large for a float") from None
-    except ValueError:
-        raise Seq2SeqError(f"{where}: expected float, got str {_show(value)}; write a number "
-                           "such as 0.001 or 1.0e-3") from None
-
-
-def _unknown_key(key: str, valid: list[str], where: str) -> Seq2SeqError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-    return Seq2SeqError(f"{where}: unknown key {_show(key)}{hint}")
-
-
 def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise Seq2SeqError(f"{source}: section '{section}' must be a mapping of keys to values, "
-                           f"got {_describe(values)}")
-    return _build_entry(cls, values, f"{source}: {section}")
+                           f"got {describe(values)}")
+    return build_entry(cls, values, f"{source}: {section}")
 
 
 def from_dict(raw: Any, source: str = "config") -> Config:
@@ -437,12 +300,12 @@ def from_dict(raw: Any, source: str = "config") -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise Seq2SeqError(f"{source}: expected a mapping of sections (data, model, ...), "
-                           f"got {_describe(raw)}")
+                           f"got {describe(raw)}")
     hints = typing.get_type_hints(Config)
     sections = {}
     for name, values in raw.items():
         if name not in hints:
-            raise _unknown_key(str(name), list(hints), source)
+            raise unknown_key(str(name), list(hints), source)
         sections[name] = _build_section(hints[name], values, source, name)
     config = Config(**sections)
     try:
@@ -466,7 +329,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         values = {} if raw.get(section) is None else raw[section]
         if not isinstance(values, dict):
             raise Seq2SeqError(f"--set {item!r}: section '{section}' in the config is "
-                               f"{_describe(values)}, not a mapping of keys to values")
+                               f"{describe(values)}, not a mapping of keys to values")
         raw[section] = {**values, name: value}
     return raw
 
@@ -476,7 +339,7 @@ def load_config(path: Path, overrides: list[str] = ()) -> Config:
     raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise Seq2SeqError(f"{path}: expected a mapping of sections (data, model, ...), "
-                           f"got {_describe(raw)}")
+                           f"got {describe(raw)}")
     return from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
 
 

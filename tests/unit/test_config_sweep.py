@@ -124,7 +124,9 @@ def meta_ready():
     torch.arange(4, device="meta").float().exp()
 
 
-@settings(max_examples=int(25 * SCALE), deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+# A generous deadline: it catches a hang, not a slow shared machine.
+@settings(max_examples=int(25 * SCALE), deadline=10_000,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(raw=valid_models())
 def test_configs_that_validate_build_their_model_on_meta(meta_ready, raw):
     config = check(lambda: from_dict(raw))
