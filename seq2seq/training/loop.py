@@ -17,7 +17,8 @@ from torch import nn
 
 from seq2seq.averaging import average_checkpoints
 from seq2seq.checkpoint import build_checkpoint
-from seq2seq.config import Config, dump_config, parse_duration
+from seq2seq.config import Config, dump_config
+from seq2seq.config_checks import parse_duration
 from seq2seq.errors import Seq2SeqError
 from seq2seq.model.transformer import count_parameters
 from seq2seq.prepare import (

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.config import Config, ModelConfig, TrainConfig, parse_duration
+from seq2seq.config import Config, ModelConfig, TrainConfig
+from seq2seq.config_checks import parse_duration
 from seq2seq.corpora.parallel import corpus_name
 from seq2seq.data import filter_long
 from seq2seq.errors import Seq2SeqError
