@@ -176,7 +176,8 @@ class TrainConfig:
     run_dir: str = "runs/default"  # checkpoints, tokenizer, logs and the resolved config go here
     seed: int = 1  # random seed, in [0, 2**32)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 needs CUDA
+    precision: Literal["fp32", "bf16", "fp16",  # autocast; fp16 needs CUDA; auto = bf16
+                       "auto"] = "fp32"  # where matmuls run in bf16 (GPU, AVX-512 BF16, AMX)
     compile: bool = False  # torch.compile the model
     fast: bool = True  # CPU kernels from seq2seq/fast; false = the plain reference path
     threads: int = 0  # intra-op CPU threads; 0 = the number of physical cores

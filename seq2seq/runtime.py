@@ -58,8 +58,32 @@ def set_threads(threads: int) -> int:
     return n
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products run in hardware here: a CUDA GPU with bf16, or a CPU
+    with AVX-512 BF16 or AMX. Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, may go
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 where `fast_bf16(device)`, else fp32; other values are kept."""
+    if precision != "auto":
+        return precision
+    return "bf16" if fast_bf16(device) else "fp32"
+
+
+def precision_named(precision: str, device: torch.device) -> str:
+    """The precision as a log line names it: 'bf16', or 'auto: bf16' where auto chose."""
+    chosen = resolve_precision(precision, device)
+    return chosen if precision == chosen else f"{precision}: {chosen}"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for the forward pass; fp32 is a no-op."""
+    """Mixed-precision context for the forward pass; fp32 is a no-op, auto resolves
+    through resolve_precision."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":

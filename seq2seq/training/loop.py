@@ -29,7 +29,7 @@ from seq2seq.prepare import (
     load_training_data,
     training_inputs,
 )
-from seq2seq.runtime import SignalFlag, resolve_device, set_threads
+from seq2seq.runtime import SignalFlag, precision_named, resolve_device, set_threads
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.training import best as best_k
 from seq2seq.training import distributed as dist
@@ -150,7 +150,7 @@ def setup(config: Config, world: World, run_dir: RunDir, resume: bool, overwrite
     run_dir.clear_previous()  # only now: the data, the model and the step are all built
     run_dir.write_config(config, dump_config)
     log(f"model: {count_parameters(model):,} parameters; device {device}, {threads} threads, "
-        f"{settings.precision}, world size {world.size}")
+        f"{precision_named(settings.precision, device)}, world size {world.size}")
     tracker = open_tracker(settings.tensorboard, run_dir.path, state.step, world.is_main)
     return Run(config, world, device, run_dir, src_tok, tgt_tok, data, model, step, state, log,
                progress and world.is_main, tracker)

@@ -15,7 +15,7 @@ from seq2seq.config import TrainConfig
 from seq2seq.data import Batch
 from seq2seq.fast import accelerate
 from seq2seq.loss import TeacherForcedLoss
-from seq2seq.runtime import autocast
+from seq2seq.runtime import autocast, resolve_precision
 from seq2seq.training import distributed as dist
 from seq2seq.training.distributed import World
 from seq2seq.training.schedule import adamw, learning_rate, step_unless
@@ -107,5 +107,6 @@ def build_step(model: nn.Module, train: TrainConfig, world: World, device: torch
     optimizer = adamw(model, train, device, learning_rate(1, train.lr, train.warmup,
                                                           train.schedule))
     scaler = torch.amp.GradScaler("cuda", enabled=train.precision == "fp16")
-    return TrainStep(model, loss, optimizer, scaler, world, device, train.precision,
+    return TrainStep(model, loss, optimizer, scaler, world, device,
+                     resolve_precision(train.precision, device),
                      train.clip_norm)

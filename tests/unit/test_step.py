@@ -41,3 +41,11 @@ def test_micro_batches_train_like_one_batch_of_their_tokens():
 def test_fp16_off_cuda_is_refused_when_the_step_is_built():
     with pytest.raises(Seq2SeqError, match="fp16 needs a CUDA device"):
         step_for(precision="fp16")
+
+
+def test_auto_precision_is_resolved_once_when_the_step_is_built(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert step_for(precision="auto").precision == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert step_for(precision="auto").precision == "fp32"
