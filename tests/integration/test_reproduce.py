@@ -46,3 +46,34 @@ def test_reproduce_script_trains_evaluates_and_prints_rows(tmp_path: Path, mirro
                                     .read_text())
     assert (earlier / "best.pt").read_bytes() == b"an earlier run"
     assert (tmp_path / "data" / "multi30k" / "test_2016_flickr.en").is_file()
+
+
+@pytest.mark.slow  # about two minutes: the above with two seeds trained side by side
+def test_reproduce_script_with_two_seeds_scores_their_ensemble(tmp_path: Path,
+                                                                mirror: Path) -> None:
+    """--seeds 2: runs RUN_s1 and RUN_s2 with their logs beside them, one ensemble row."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "reproduce_multi30k.sh", tmp_path / "scripts")
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    sets = [a for s in [*TINY, "train.run_dir=runs/pair"] for a in ("--set", s)]
+    done = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "reproduce_multi30k.sh"), "de_en",
+         "--mirror", str(mirror), "--seeds", "2", *sets],
+        capture_output=True, text=True, timeout=900,
+        env={"PATH": "/usr/bin:/bin", "BIN": str(Path(sys.executable).parent),
+             "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| de->en |")]
+    assert "runs/pair_s1/" in rows[0] and "runs/pair_s2/" in rows[0]
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        log = (runs / f"pair_s{seed}.log").read_text()
+        assert "1 threads" in log and "stopped: max_steps=2" in log
+        assert f"\n  seed: {seed}\n" in (runs / f"pair_s{seed}" / "config.yaml").read_text()
+    assert json.loads((runs / "pair_s1" / "test_cased.json").read_text())["bleu"] >= 0
+
+
+def test_reproduce_script_refuses_a_bad_seed_count() -> None:
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_multi30k.sh"), "de_en",
+                           "--seeds", "two"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--seeds needs 1-99" in done.stderr
