@@ -24,8 +24,10 @@ while [ $# -gt 0 ]; do
       case "$2" in [1-9]|[1-9][0-9]) seeds=$2 ;; *) echo "--seeds needs 1-99" >&2; exit 2 ;; esac
       shift 2 ;;
     --set)
-      overrides+=(--set "$2")
-      case "$2" in train.run_dir=*) run=${2#train.run_dir=} ;; esac
+      case "$2" in
+        train.run_dir=*) run=${2#train.run_dir=} ;;  # each train below is given its own
+        *) overrides+=(--set "$2") ;;
+      esac
       shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
