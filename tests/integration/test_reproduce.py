@@ -48,7 +48,7 @@ def test_reproduce_script_trains_evaluates_and_prints_rows(tmp_path: Path, mirro
     assert (tmp_path / "data" / "multi30k" / "test_2016_flickr.en").is_file()
 
 
-@pytest.mark.slow  # about two minutes: the above with two seeds trained side by side
+@pytest.mark.slow  # about a minute: the above with two seeds trained side by side
 def test_reproduce_script_with_two_seeds_scores_their_ensemble(tmp_path: Path,
                                                                 mirror: Path) -> None:
     """--seeds 2: runs RUN_s1 and RUN_s2 with their logs beside them, one ensemble row."""
